@@ -1,0 +1,138 @@
+"""Validation of the workflow configuration: JSON schema first, then the checks a schema cannot
+express. Every problem becomes one line naming the key, the value and what is allowed."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; str() is the one line shown to the user."""
+
+
+def load_schema(path) -> dict:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _fill_defaults(instance, schema):
+    """Insert schema defaults for missing keys, recursing into objects and mappings."""
+    if not isinstance(instance, dict) or schema.get("type") not in ("object", None):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def _where(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def describe(error: jsonschema.ValidationError) -> str:
+    """One line for a schema violation: key, value and what is allowed."""
+    key, value, schema = _where(error.absolute_path), error.instance, error.schema
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        unknown = sorted(set(value) - set(allowed))
+        return (f"config error: unknown key {unknown[0]!r} in {key}; allowed keys: "
+                f"{', '.join(allowed)}")
+    if kind == "propertyNames":
+        bad = error.message.split(" ")[0]
+        return (f"config error: {key} has key {bad}, which does not match "
+                f"{error.validator_value.get('pattern')}")
+    if kind == "enum":
+        allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
+        return f"config error: {key} = {value!r}; allowed: {allowed}"
+    if kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"config error: {key} = {value!r}; expected {expected}"
+    limits = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+    if kind in limits:
+        return f"config error: {key} = {value!r}; must be {limits[kind]} {error.validator_value}"
+    if kind in ("minItems", "minProperties"):
+        return f"config error: {key} = {value!r}; must have at least {error.validator_value} entries"
+    if kind == "maxItems":
+        return f"config error: {key} = {value!r}; must have at most {error.validator_value} entries"
+    if kind == "uniqueItems":
+        return f"config error: {key} = {value!r}; entries must be unique"
+    if kind == "required":
+        return f"config error: {key} is missing a required key: {error.message}"
+    if kind == "pattern":
+        return f"config error: {key} = {value!r}; must match {error.validator_value}"
+    return f"config error: {key} = {value!r}; {error.message}"
+
+
+def validate_config(config: dict, schema_path) -> dict:
+    """Fill defaults into `config` (in place) and check it; raise ConfigError on the first problem."""
+    schema = load_schema(schema_path)
+    _fill_defaults(config, schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError(describe(errors[0]))
+    _check_semantics(config)
+    return config
+
+
+def _check_semantics(config: dict) -> None:
+    datasets = config["datasets"]
+    for key, spec in datasets.items():
+        source = spec["source"]
+        if source == "torchvision" and "name" not in spec:
+            raise ConfigError(f"config error: datasets.{key}.name is missing; a torchvision "
+                              f"dataset needs its class name (CIFAR10, CIFAR100, MNIST, ...)")
+        if source in ("imagefolder", "npz"):
+            if not spec.get("path"):
+                raise ConfigError(f"config error: datasets.{key}.path = None; a {source} "
+                                  f"dataset needs the path of its "
+                                  f"{'folder or archive' if source == 'imagefolder' else '.npz file'}")
+            if not Path(spec["path"]).exists():
+                raise ConfigError(f"config error: datasets.{key}.path = {spec['path']!r}; "
+                                  f"no such file or folder")
+        if source == "torchvision" and spec.get("archive") and not Path(spec["archive"]).exists():
+            raise ConfigError(f"config error: datasets.{key}.archive = {spec['archive']!r}; "
+                              f"no such file or folder")
+    known = ", ".join(datasets)
+    for position, name in enumerate(config["patches"]["datasets"]):
+        if name not in datasets:
+            raise ConfigError(f"config error: patches.datasets[{position}] = {name!r}; "
+                              f"allowed: a key of datasets ({known})")
+    pretrained = config["pretrained"]
+    if pretrained["dataset"] not in datasets:
+        raise ConfigError(f"config error: pretrained.dataset = {pretrained['dataset']!r}; "
+                          f"allowed: a key of datasets ({known})")
+    for name, spec in pretrained["weight_files"].items():
+        if not Path(spec["path"]).is_file():
+            raise ConfigError(f"config error: pretrained.weight_files.{name}.path = "
+                              f"{spec['path']!r}; no such file")
+    names = [m for group in pretrained["models"].values() for m in group]
+    clashes = sorted(set(pretrained["weight_files"]) & set(names))
+    duplicates = sorted({m for m in names if names.count(m) > 1})
+    if clashes or duplicates:
+        raise ConfigError(f"config error: pretrained model {(clashes or duplicates)[0]!r} is "
+                          f"listed twice; allowed: each name once across models and weight_files")
+    if names:
+        from torchvision.models import list_models
+
+        available = set(list_models())
+        for group, models in pretrained["models"].items():
+            for position, model in enumerate(models):
+                if model not in available:
+                    raise ConfigError(f"config error: pretrained.models.{group}[{position}] = "
+                                      f"{model!r}; allowed: a torchvision model name "
+                                      f"(torchvision.models.list_models())")

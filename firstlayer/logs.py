@@ -1,0 +1,21 @@
+"""Logging for workflow jobs: everything a job prints goes, line-buffered, to its log file."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+def redirect_to(log_path) -> None:
+    """Send stdout and stderr to `log_path` (created with its folder), line-buffered so that
+    `tail -f` follows progress."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    stream = open(log_path, "w", buffering=1)
+    sys.stdout = sys.stderr = stream
+
+
+def progress(total: int, description: str, unit: str = "img") -> tqdm:
+    """A progress bar for logs: a line at most every 5 s."""
+    return tqdm(total=total, desc=description, unit=unit, mininterval=5, file=sys.stderr,
+                ascii=True, dynamic_ncols=False)

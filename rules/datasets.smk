@@ -1,0 +1,15 @@
+rule dataset:
+    """One dataset as uint8 NHWC images + labels (torchvision download, ImageFolder or npz)."""
+    output:
+        "resources/datasets/{dataset}.h5",
+    params:
+        spec=lambda wc: config["datasets"][wc.dataset],
+        download_root=lambda wc: f"resources/downloads/{wc.dataset}",
+    log:
+        "logs/dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/dataset/{dataset}.tsv"
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/build_dataset.py"

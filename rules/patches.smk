@@ -1,0 +1,67 @@
+rule patch_stats:
+    """Exact covariance and PCA of all k x k patches of a sample of one split."""
+    input:
+        "resources/datasets/{dataset}.h5",
+    output:
+        "results/patches/{dataset}/k{k}.h5",
+    params:
+        settings=lambda wc: {key: PATCHES[key] for key in ("split", "n_images", "seed", "normalization", "chunk_images", "strategy")},
+    log:
+        "logs/patch_stats/{dataset}_k{k}.log",
+    benchmark:
+        "benchmarks/patch_stats/{dataset}_k{k}.tsv"
+    threads: 2
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/patch_stats.py"
+
+
+rule plot_patch_spectrum:
+    input:
+        "results/patches/{dataset}/k{k}.h5",
+    output:
+        pdf="results/figures/patches/{dataset}/k{k}_spectrum.pdf",
+        png=report(
+            "results/figures/patches/{dataset}/k{k}_spectrum.png",
+            caption="../report/patch_spectrum.rst",
+            category="Patch statistics",
+            labels={"figure": "spectrum", "dataset": "{dataset}", "k": "{k}"},
+        ),
+    params:
+        kind="spectrum",
+    log:
+        "logs/plots/{dataset}_k{k}_spectrum.log",
+    script:
+        "../scripts/plot_patches.py"
+
+
+rule plot_patch_components:
+    input:
+        "results/patches/{dataset}/k{k}.h5",
+    output:
+        pdf="results/figures/patches/{dataset}/k{k}_components.pdf",
+        png=report(
+            "results/figures/patches/{dataset}/k{k}_components.png",
+            caption="../report/patch_components.rst",
+            category="Patch statistics",
+            labels={"figure": "components", "dataset": "{dataset}", "k": "{k}"},
+        ),
+    params:
+        kind="components",
+    log:
+        "logs/plots/{dataset}_k{k}_components.log",
+    script:
+        "../scripts/plot_patches.py"
+
+
+rule fig_patch_spectrum:
+    """Named target: the eigenvalue spectra of every configured dataset and k."""
+    input:
+        patch_figures("spectrum"),
+
+
+rule fig_patch_components:
+    """Named target: the principal components as images, every configured dataset and k."""
+    input:
+        patch_figures("components"),

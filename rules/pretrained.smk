@@ -1,0 +1,103 @@
+def first_layer_input(wildcards):
+    spec = PRETRAINED["weight_files"].get(wildcards.model)
+    return [spec["path"]] if spec else []
+
+
+def group_layers(wildcards):
+    """First-layer files of group k: its torchvision models and every user weight file (the
+    profile step keeps those whose kernel size is k)."""
+    models = pretrained_groups().get(int(wildcards.k), []) + list(PRETRAINED["weight_files"])
+    return expand("results/pretrained/weights/{model}.h5", model=models)
+
+
+rule first_layer:
+    """The first-layer weights of one model: torchvision `weights=` download or a user file."""
+    input:
+        first_layer_input,
+    output:
+        "results/pretrained/weights/{model}.h5",
+    params:
+        spec=lambda wc: PRETRAINED["weight_files"].get(wc.model),
+    log:
+        "logs/first_layer/{model}.log",
+    resources:
+        mem_mb=3000,
+    script:
+        "../scripts/first_layer.py"
+
+
+rule pretrained_profiles:
+    """Energy profiles of a group of first layers on the dataset's patch PCA, and correlations."""
+    input:
+        stats="results/patches/{dataset}/k{k}.h5",
+        dataset="resources/datasets/{dataset}.h5",
+        layers=group_layers,
+    output:
+        profiles="results/tables/pretrained/{dataset}/k{k}_profiles.csv",
+        correlations="results/tables/pretrained/{dataset}/k{k}_correlations.csv",
+    params:
+        input_space=PRETRAINED["input_space"],
+    log:
+        "logs/pretrained_profiles/{dataset}_k{k}.log",
+    script:
+        "../scripts/pretrained_profiles.py"
+
+
+rule plot_pretrained_profiles:
+    input:
+        profiles="results/tables/pretrained/{dataset}/k{k}_profiles.csv",
+        stats="results/patches/{dataset}/k{k}.h5",
+    output:
+        pdf="results/figures/pretrained/{dataset}/k{k}_profiles.pdf",
+        png=report(
+            "results/figures/pretrained/{dataset}/k{k}_profiles.png",
+            caption="../report/pretrained_profiles.rst",
+            category="Pretrained models",
+            labels={"figure": "profiles", "dataset": "{dataset}", "k": "{k}"},
+        ),
+    params:
+        kind="profiles",
+    log:
+        "logs/plots/pretrained_{dataset}_k{k}_profiles.log",
+    script:
+        "../scripts/plot_pretrained.py"
+
+
+rule plot_pretrained_heatmap:
+    input:
+        correlations="results/tables/pretrained/{dataset}/k{k}_correlations.csv",
+    output:
+        pdf="results/figures/pretrained/{dataset}/k{k}_heatmap.pdf",
+        png=report(
+            "results/figures/pretrained/{dataset}/k{k}_heatmap.png",
+            caption="../report/pretrained_heatmap.rst",
+            category="Pretrained models",
+            labels={"figure": "heatmap", "dataset": "{dataset}", "k": "{k}"},
+        ),
+    params:
+        kind="heatmap",
+    log:
+        "logs/plots/pretrained_{dataset}_k{k}_heatmap.log",
+    script:
+        "../scripts/plot_pretrained.py"
+
+
+rule fig_pretrained_profiles:
+    """Named target: profiles of every pretrained group on one plot per group."""
+    input:
+        pretrained_outputs("results/figures/pretrained/{dataset}/k{k}_profiles.{ext}"),
+
+
+rule fig_pretrained_heatmap:
+    """Named target: correlation heatmaps of the pretrained profiles."""
+    input:
+        pretrained_outputs("results/figures/pretrained/{dataset}/k{k}_heatmap.{ext}"),
+
+
+rule pretrained:
+    """The pretrained-model study: tables and figures (downloads the ImageNet weights)."""
+    input:
+        pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_profiles.csv"),
+        pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_correlations.csv"),
+        rules.fig_pretrained_profiles.input,
+        rules.fig_pretrained_heatmap.input,
