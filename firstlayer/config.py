@@ -18,20 +18,51 @@ def load_schema(path) -> dict:
         return yaml.safe_load(handle)
 
 
+def _coerce(value, schema):
+    """A string where the schema wants a number, boolean or null, converted.
+
+    `snakemake --config 'patches={k: [5]}'` parses nested values as strings; this makes such
+    overrides behave like the same values in a YAML file.
+    """
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if not isinstance(value, str) or "string" in types or not types:
+        return value
+    if "null" in types and value in ("null", "~", "None", ""):
+        return None
+    for kind, convert in (("integer", int), ("number", float)):
+        if kind in types:
+            try:
+                return convert(value)
+            except ValueError:
+                pass
+    if "boolean" in types and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
 def _fill_defaults(instance, schema):
-    """Insert schema defaults for missing keys, recursing into objects and mappings."""
-    if not isinstance(instance, dict) or schema.get("type") not in ("object", None):
+    """Insert schema defaults for missing keys and coerce string overrides, recursively."""
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for position, item in enumerate(instance):
+            instance[position] = _coerce(item, schema["items"])
+            _fill_defaults(instance[position], schema["items"])
         return
-    for key, sub in schema.get("properties", {}).items():
+    if not isinstance(instance, dict):
+        return
+    properties = schema.get("properties", {})
+    for key, sub in properties.items():
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
         if key in instance:
+            instance[key] = _coerce(instance[key], sub)
             _fill_defaults(instance[key], sub)
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict):
-        for key, value in instance.items():
-            if key not in schema.get("properties", {}):
-                _fill_defaults(value, extra)
+        for key in list(instance):
+            if key not in properties:
+                instance[key] = _coerce(instance[key], extra)
+                _fill_defaults(instance[key], extra)
 
 
 def _where(path) -> str:

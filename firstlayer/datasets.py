@@ -327,7 +327,8 @@ def write_dataset(path, splits: Splits, provenance: dict | None = None) -> None:
         for split in SPLITS:
             group = handle.create_group(split)
             x = splits.images[split]
-            group.create_dataset("images", data=x, chunks=(min(max(len(x), 1), 256),) + x.shape[1:])
+            chunks = (min(len(x), 256),) + x.shape[1:] if len(x) else None
+            group.create_dataset("images", data=x, chunks=chunks)
             group.create_dataset("labels", data=splits.labels[split])
             group.attrs["count"] = len(x)
         handle.attrs.update({

@@ -212,3 +212,33 @@ def group_profiles(layer_paths, stats, input_space: str, dataset_norm):
         raise WeightsError(f"no first layer of size {stats.k}x{stats.k} to profile")
     table = profile_table(profiles, k=stats.k, input_space=input_space)
     return table, correlation_table(profiles)
+
+
+def profile_weight_file(weights_path, patches_path, tensor: str | None = None, input_mean=None,
+                        input_std=None, input_space: str = "model"):
+    """Profile any first-layer file against any patch-statistics file, without the workflow.
+
+    The layer's input space is, in order: the one stored in a first-layer .h5, the given
+    input_mean/input_std, else the patch file's own normalisation.
+    """
+    from .patches import read_patch_stats
+    from .profiles import profile_table
+
+    stats = read_patch_stats(patches_path)
+    path = Path(weights_path)
+    if path.suffix in (".h5", ".hdf5"):
+        layer = read_first_layer(path)
+    else:
+        layer = FirstLayer(path.stem, load_weight_file(path, tensor),
+                           stats.norm_mean, stats.norm_std, source=f"file:{path}")
+    if input_mean is not None or input_std is not None:
+        if input_mean is None or input_std is None:
+            raise ValueError("give both input_mean and input_std, or neither")
+        layer.input_mean = np.asarray(input_mean, np.float64)
+        layer.input_std = np.asarray(input_std, np.float64)
+    profile = layer_profile(layer, stats, input_space)
+    table = profile_table({layer.name: profile}, input_space=input_space)
+    table.insert(2, "patch_std", stats.in_input_space(layer.input_mean, layer.input_std).lambdas
+                 if input_space == "model" else stats.in_input_space(
+                     np.zeros(stats.channels), np.ones(stats.channels)).lambdas)
+    return table
