@@ -81,10 +81,8 @@ def describe(error: jsonschema.ValidationError) -> str:
         unknown = sorted(set(value) - set(allowed))
         return (f"config error: unknown key {unknown[0]!r} in {key}; allowed keys: "
                 f"{', '.join(allowed)}")
-    if kind == "propertyNames":
-        bad = error.message.split(" ")[0]
-        return (f"config error: {key} has key {bad}, which does not match "
-                f"{error.validator_value.get('pattern')}")
+    if "propertyNames" in error.schema_path:  # a bad key in a mapping, e.g. a dataset name
+        return f"config error: {key} has key {value!r}; keys must match {error.validator_value}"
     if kind == "enum":
         allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
         return f"config error: {key} = {value!r}; allowed: {allowed}"

@@ -35,7 +35,8 @@ def patch_figures(kind):
 
 
 def pretrained_groups():
-    """{k: [torchvision model names]} from the config groups kN."""
+    """{k: [torchvision model names]} from the config groups kN (a group may list no models and
+    hold only user weight files of its size)."""
     return {int(group[1:]): models for group, models in PRETRAINED["models"].items()}
 
 

@@ -1,0 +1,105 @@
+"""Configuration mistakes: one line naming the key, the value and what is allowed; no job runs."""
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from firstlayer.config import ConfigError, validate_config
+
+SCHEMA = ROOT / "config" / "schema.yaml"
+
+
+@pytest.fixture
+def config(tmp_path):
+    data = tmp_path / "toy.npz"
+    data.write_bytes(b"placeholder: only its existence is checked here")
+    return {"datasets": {"toy": {"source": "npz", "path": str(data)}},
+            "patches": {"datasets": ["toy"]}, "pretrained": {"dataset": "toy"}}
+
+
+def check(config, **changes):
+    config = copy.deepcopy(config)
+    for dotted, value in changes.items():
+        node = config
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    with pytest.raises(ConfigError) as info:
+        validate_config(config, SCHEMA)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("config error: ")
+    return message
+
+
+def test_defaults_are_filled(config):
+    validate_config(config, SCHEMA)
+    assert config["patches"]["k"] == [3, 7] and config["patches"]["n_images"] == 10000
+    assert "vgg11" in config["pretrained"]["models"]["k3"]
+    assert config["datasets"]["toy"]["images"] == "x"
+
+
+def test_the_shipped_config_is_valid():
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    validate_config(config, SCHEMA)
+    assert config["datasets"]["cifar10"]["name"] == "CIFAR10"
+
+
+def test_string_overrides_are_coerced(config):
+    """`--config 'patches={k: [5]}'` gives strings; they must act like YAML numbers."""
+    config["patches"].update({"k": ["5"], "n_images": "null", "seed": "3"})
+    validate_config(config, SCHEMA)
+    assert config["patches"]["k"] == [5] and config["patches"]["n_images"] is None
+
+
+@pytest.mark.parametrize("changes,expected", [
+    ({"patches__k": [0]}, "patches.k[0] = 0; must be >= 1"),
+    ({"patches__k": []}, "patches.k = []; must have at least 1 entries"),
+    ({"patches__k": "three"}, "patches.k = 'three'; expected array"),
+    ({"patches__split": "val"}, "patches.split = 'val'; allowed: train, test"),
+    ({"patches__n_images": -5}, "patches.n_images = -5; must be >= 1"),
+    ({"patches__chunk_images": 0}, "patches.chunk_images = 0; must be >= 1"),
+    ({"patches__normalization": "imagenet"}, "patches.normalization = 'imagenet'; allowed: dataset, unit"),
+    ({"patches__strategy": "fast"}, "patches.strategy = 'fast'; allowed: auto, band, unfold"),
+    ({"patches__colour": 1}, "unknown key 'colour' in patches; allowed keys: chunk_images, datasets"),
+    ({"patchez": {}}, "unknown key 'patchez' in (top level); allowed keys: datasets, patches, pretrained"),
+    ({"patches__datasets": ["cifar"]}, "patches.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
+    ({"pretrained__dataset": "imagenet"}, "pretrained.dataset = 'imagenet'; allowed: a key of datasets"),
+    ({"pretrained__input_space": "pixels"}, "pretrained.input_space = 'pixels'; allowed: model, raw"),
+    ({"pretrained__models": {"k3": ["vgg99"]}}, "pretrained.models.k3[0] = 'vgg99'; allowed: a torchvision model name"),
+    ({"pretrained__models": {"three": []}}, "pretrained.models has key 'three'; keys must match"),
+    ({"pretrained__models": {"k3": ["vgg11"], "k7": ["vgg11"]}}, "'vgg11' is listed twice"),
+    ({"pretrained__weight_files": {"m": {"path": "/no/such/file.npy"}}},
+     "pretrained.weight_files.m.path = '/no/such/file.npy'; no such file"),
+    ({"datasets__toy__source": "hdf5"}, "datasets.toy.source = 'hdf5'; allowed: torchvision, imagefolder, npz"),
+    ({"datasets__toy__path": "/no/such.npz"}, "datasets.toy.path = '/no/such.npz'; no such file or folder"),
+    ({"datasets__toy__resize": [32]}, "datasets.toy.resize = [32]; must have at least 2 entries"),
+    ({"datasets__bad_name": {"source": "npz"}}, "datasets has key 'bad_name'; keys must match"),
+    ({"datasets__tv": {"source": "torchvision"}}, "datasets.tv.name is missing"),
+    ({"datasets__tv": {"source": "torchvision", "name": "ImageNet"}},
+     "datasets.tv.name = 'ImageNet'; allowed: CIFAR10, CIFAR100, MNIST, FashionMNIST, KMNIST, SVHN"),
+])
+def test_bad_values(config, changes, expected):
+    assert expected in check(config, **changes)
+
+
+def run_snakemake(tmp_path, *config_args):
+    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "--configfile", str(ROOT / "config" / "config.yaml"),
+                           "--cores", "1", "--config", *config_args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("patches={k: [0]}", "config error: patches.k[0] = 0; must be >= 1"),
+    ("pretrained={input_space: pixels}", "config error: pretrained.input_space = 'pixels'; allowed: model, raw"),
+])
+def test_snakemake_stops_with_one_line_before_any_job(tmp_path, override, expected):
+    result = run_snakemake(tmp_path, override)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()

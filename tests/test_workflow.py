@@ -1,0 +1,122 @@
+"""The workflow itself, run through Snakemake on a tiny synthetic dataset."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, smooth_images
+from firstlayer.patches import read_patch_stats, patch_statistics
+from firstlayer.profiles import energy_profile
+
+pytestmark = pytest.mark.workflow
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+
+TINY_CONFIG = """
+datasets:
+  toy: {source: npz, path: toy.npz, test_images: xt, test_labels: yt}
+patches: {datasets: [toy], k: [3, 5], n_images: 40, chunk_images: 16}
+pretrained:
+  dataset: toy
+  models: {k3: [], k5: []}
+  weight_files: {a3: {path: w3.npy}, b3: {path: b3.pt, tensor: conv1.weight}, c5: {path: w5.npy}}
+"""
+
+
+def make_workdir(path: Path) -> Path:
+    import torch
+
+    path.mkdir(parents=True, exist_ok=True)
+    images = smooth_images(60, 16, 16, 3)
+    np.savez(path / "toy.npz", x=images, y=np.arange(60) % 3, xt=images[:10], yt=np.arange(10) % 3)
+    rng = np.random.default_rng(0)
+    np.save(path / "w3.npy", rng.normal(size=(8, 3, 3, 3)))
+    torch.save({"conv1.weight": torch.from_numpy(rng.normal(size=(4, 3, 3, 3)))}, path / "b3.pt")
+    np.save(path / "w5.npy", rng.normal(size=(8, 3, 5, 5)))
+    (path / "config.yaml").write_text(TINY_CONFIG)
+    return path
+
+
+def snakemake(workdir, *args, check=True):
+    result = subprocess.run(SNAKEMAKE + ["--directory", str(workdir), "--configfile", "config.yaml",
+                                         "--cores", "2", *args],
+                            cwd=workdir, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    workdir = make_workdir(tmp_path_factory.mktemp("full"))
+    snakemake(workdir, "all", "pretrained")
+    return workdir
+
+
+def test_whole_chain_builds_every_output(full_run):
+    results = full_run / "results"
+    for k in (3, 5):
+        for kind in ("spectrum", "components"):
+            for ext in ("pdf", "png"):
+                figure = results / "figures" / "patches" / "toy" / f"k{k}_{kind}.{ext}"
+                assert figure.stat().st_size > 1000, figure
+        for kind in ("profiles", "heatmap"):
+            assert (results / "figures" / "pretrained" / "toy" / f"k{k}_{kind}.png").stat().st_size > 1000
+    png = (results / "figures" / "patches" / "toy" / "k3_spectrum.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert (full_run / "logs" / "patch_stats" / "toy_k3.log").read_text().count("patches") >= 1
+
+
+def test_patch_statistics_of_the_run_are_exact(full_run):
+    """The rule's output equals the library on the same sampled images, standardised by the
+    training split's mean/std."""
+    stats = read_patch_stats(full_run / "results" / "patches" / "toy" / "k5.h5")
+    with h5py.File(full_run / "results" / "patches" / "toy" / "k5.h5") as handle:
+        indices = handle["image_indices"][()]
+        assert '"n_images": 40' in handle.attrs["provenance"]
+        assert "torch" in handle.attrs["versions"]
+    images = np.load(full_run / "toy.npz")["x"]
+    assert len(indices) == 40 and len(set(indices)) == 40
+    mean = (images / 255).reshape(-1, 3).mean(0)
+    std = (images / 255).reshape(-1, 3).std(0)
+    expected = patch_statistics(images[indices], 5, mean, std)
+    assert np.allclose(stats.covariance, expected.covariance, rtol=1e-10, atol=1e-13)
+    assert stats.count == 40 * 12 * 12
+
+
+def test_pretrained_tables_hold_user_files_by_kernel_size(full_run):
+    tables = full_run / "results" / "tables" / "pretrained" / "toy"
+    k3 = pd.read_csv(tables / "k3_profiles.csv")
+    assert set(k3["name"]) == {"a3", "b3"} and len(k3) == 2 * 27
+    assert set(pd.read_csv(tables / "k5_profiles.csv")["name"]) == {"c5"}
+    corr = pd.read_csv(tables / "k3_correlations.csv").set_index(["a", "b"])["correlation"]
+    assert corr["a3", "a3"] == pytest.approx(1.0)
+    # a user file without a normalisation is profiled in the dataset's own input space, which is
+    # the space of the stored patch statistics
+    stats = read_patch_stats(full_run / "results" / "patches" / "toy" / "k3.h5")
+    weight = np.load(full_run / "w3.npy")
+    a3 = k3[k3["name"] == "a3"].sort_values("component")["energy"].to_numpy()
+    assert np.allclose(a3, energy_profile(weight, stats.eigenvectors), rtol=1e-8)
+
+
+def test_rerun_has_nothing_to_do(full_run):
+    result = snakemake(full_run, "all", "pretrained", "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_single_figure_by_its_target(tmp_path):
+    workdir = make_workdir(tmp_path / "one")
+    snakemake(workdir, "fig_patch_spectrum")
+    figures = workdir / "results" / "figures" / "patches" / "toy"
+    assert sorted(p.name for p in figures.iterdir()) == [
+        "k3_spectrum.pdf", "k3_spectrum.png", "k5_spectrum.pdf", "k5_spectrum.png"]
+    target = "results/figures/patches/toy/k3_components.png"
+    dry = snakemake(workdir, target, "-n")
+    assert "plot_patch_components" in dry.stdout and "patch_stats " not in dry.stdout
+    snakemake(workdir, target)
+    assert (workdir / target).is_file()
+    assert not (workdir / "results" / "figures" / "patches" / "toy" / "k5_components.png").exists()
