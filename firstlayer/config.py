@@ -8,8 +8,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A configuration mistake; str() is the one line shown to the user."""
 
 

@@ -16,6 +16,8 @@ from typing import Iterator
 
 import h5py
 
+from .errors import InputError
+
 FORMAT_VERSION = 1
 
 # Which workflow rule writes each format: quoted in errors so a user knows how to rebuild.
@@ -26,7 +28,7 @@ PRODUCERS = {
 }
 
 
-class FormatError(ValueError):
+class FormatError(InputError):
     """An HDF5 file that is not the expected project file (truncated, foreign or outdated)."""
 
 

@@ -1,6 +1,8 @@
-"""Logging for workflow jobs: everything a job prints goes, line-buffered, to its log file."""
+"""Logging for workflow jobs: everything a job prints goes, line-buffered, to its log file, and
+a known problem ends the job with one line instead of a traceback."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -13,6 +15,21 @@ def redirect_to(log_path) -> None:
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     stream = open(log_path, "w", buffering=1)
     sys.stdout = sys.stderr = stream
+
+
+@contextlib.contextmanager
+def job(log_path):
+    """Run a workflow job's body with its output in `log_path`. The project's own errors (bad
+    input, failed download, foreign file: InputError) end the job with their one line; anything
+    else is a bug and keeps its traceback."""
+    from .errors import InputError
+
+    redirect_to(log_path)
+    try:
+        yield
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def progress(total: int, description: str, unit: str = "img") -> tqdm:

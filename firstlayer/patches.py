@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
+
 LAYOUT = "c,kh,kw"
 
 
@@ -62,28 +64,51 @@ class PatchMoments:
         self.centre = np.zeros(channels) if centre is None else np.asarray(centre, np.float64)
         self.images = 0
         size = self.d if strategy == "unfold" else height * width * channels
-        self._sum = torch.zeros(size, dtype=torch.float64)
-        self._gram = torch.zeros(size, size, dtype=torch.float64)
+        self._sum = np.zeros(size)
+        self._gram = np.zeros((size, size))
+        self._buffer = None
         # Bands of at least k-1 rows: pixel pairs of one patch lie in one band or two adjacent.
         self.band_rows = max(k - 1, 4)
 
     def update(self, chunk: torch.Tensor | np.ndarray) -> None:
         """Add a chunk of images, (n, H, W, C), already in the input space being studied."""
-        x = torch.as_tensor(chunk, dtype=torch.float64)
+        x = np.asarray(chunk, dtype=np.float64)
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"chunk of shape {tuple(x.shape)}; expected (n, {self.shape})")
-        x = x - torch.as_tensor(self.centre)
+        self._accumulate(x - self.centre)
+
+    def update_uint8(self, images: np.ndarray, norm_mean, norm_std) -> None:
+        """Add uint8 NHWC images, mapped to the input space (x / 255 - mean) / std in a buffer
+        that is reused from chunk to chunk (so memory stays flat however many chunks come)."""
+        images = np.asarray(images)
+        if tuple(images.shape[1:]) != self.shape:
+            raise ValueError(f"chunk of shape {images.shape}; expected (n, {self.shape})")
+        if self._buffer is None or len(self._buffer) < len(images):
+            self._buffer = np.empty((len(images),) + self.shape)
+        x = self._buffer[:len(images)]
+        std = np.asarray(norm_std, np.float64)
+        np.multiply(images, 1.0 / (255.0 * std), out=x)
+        x -= np.asarray(norm_mean, np.float64) / std + self.centre
+        self._accumulate(x)
+
+    def _accumulate(self, x: np.ndarray) -> None:
+        """Add centred float64 images (n, H, W, C)."""
+        # Products go through numpy's BLAS: on this workload it is both faster and ~10x more
+        # accurate than torch's float64 matmul for tall, thin operands (measured: 3e-15 vs 4e-14
+        # relative on a 900,000 x 27 Gram), which matters for the smallest eigenvalues.
         if self.strategy == "unfold":
-            rows = F.unfold(x.permute(0, 3, 1, 2), self.k).transpose(1, 2).reshape(-1, self.d)
-            self._gram.addmm_(rows.T, rows)
+            patches = F.unfold(torch.from_numpy(x).permute(0, 3, 1, 2), self.k)  # (n, d, P)
+            rows = patches.transpose(1, 2).reshape(-1, self.d).numpy()
+            for start in range(0, len(rows), 65536):  # short sums keep rounding small
+                block = rows[start:start + 65536]
+                self._gram += block.T @ block
         else:
             rows = x.reshape(x.shape[0], -1)
             height, width, channels = self.shape
             step = self.band_rows * width * channels
             for start in range(0, rows.shape[1], step):
                 stop = min(start + 2 * step, rows.shape[1])
-                self._gram[start:start + step, start:stop].addmm_(
-                    rows[:, start:start + step].T, rows[:, start:stop])
+                self._gram[start:start + step, start:stop] += rows[:, start:start + step].T @ rows[:, start:stop]
         self._sum += rows.sum(0)
         self.images += x.shape[0]
 
@@ -99,12 +124,12 @@ class PatchMoments:
     def patch_sums(self) -> tuple[np.ndarray, np.ndarray, int]:
         """(sum of patches, sum of patch outer products, number of patches), centred sums."""
         count = self.images * self.positions
-        total, gram = self._sum.numpy().copy(), self._gram.numpy().copy()
+        total, gram = self._sum, self._gram
         if self.strategy == "unfold":
-            return total, gram, count
+            return total.copy(), gram.copy(), count
         height, width, channels = self.shape
         step = self.band_rows * width * channels
-        for start in range(step, gram.shape[0], step):  # fill the lower off-diagonal bands
+        for start in range(step, gram.shape[0], step):  # mirror the upper off-diagonal bands
             gram[start:start + step, start - step:start] = gram[start - step:start, start:start + step].T
         elements, corners = patch_offsets(height, width, channels, self.k)
         index = elements[:, None] + corners[None, :]  # (d, P): pixel of element e at corner t
@@ -208,22 +233,29 @@ def to_input_space(images_uint8_nhwc: np.ndarray, norm_mean, norm_std) -> torch.
 
 
 def patch_statistics(images_uint8_nhwc, k: int, norm_mean, norm_std, chunk: int = 1000,
-                     strategy: str = "auto", progress=None) -> PatchStats:
-    """Exact patch statistics of an indexable stream of uint8 NHWC images.
+                     strategy: str = "auto", progress=None, indices=None) -> PatchStats:
+    """Exact patch statistics of uint8 NHWC images (all of them, or the sorted `indices`).
 
     `images_uint8_nhwc` may be an array or an h5py dataset; it is read `chunk` images at a time,
     so memory stays flat in the number of images. `progress` is an optional callable(n_done).
     """
-    n, height, width, channels = images_uint8_nhwc.shape
+    from .datasets import selected_chunks
+
+    if indices is None:
+        indices = np.arange(len(images_uint8_nhwc))
+    n = len(indices)
+    _, height, width, channels = images_uint8_nhwc.shape
     norm_mean = np.asarray(norm_mean, np.float64)
     norm_std = np.asarray(norm_std, np.float64)
     # Centre on mid-grey in the target space: exactness does not depend on it, conditioning does.
     centre = (0.5 - norm_mean) / norm_std
     moments = PatchMoments(k, (height, width, channels), strategy=strategy, centre=centre)
-    for start in range(0, n, chunk):
-        moments.update(to_input_space(images_uint8_nhwc[start:start + chunk], norm_mean, norm_std))
+    done = 0
+    for block in selected_chunks(images_uint8_nhwc, indices, chunk):
+        moments.update_uint8(block, norm_mean, norm_std)
+        done += len(block)
         if progress is not None:
-            progress(min(start + chunk, n))
+            progress(done)
     stats = moments.finalize()
     stats.norm_mean, stats.norm_std = norm_mean, norm_std
     return stats
@@ -245,7 +277,7 @@ def read_patch_stats(path) -> PatchStats:
 
     with open_checked(path, "firstlayer.patch_stats") as handle:
         if handle.attrs["layout"] != LAYOUT:
-            raise ValueError(f"{path}: patch layout {handle.attrs['layout']!r}; expected {LAYOUT!r}")
+            raise InputError(f"{path}: patch layout {handle.attrs['layout']!r}; expected {LAYOUT!r}")
         return PatchStats(k=int(handle.attrs["k"]), channels=int(handle.attrs["channels"]),
                           count=int(handle.attrs["count"]), mean=handle["mean"][()],
                           covariance=handle["covariance"][()],
@@ -253,3 +285,41 @@ def read_patch_stats(path) -> PatchStats:
                           eigenvectors=handle["eigenvectors"][()],
                           norm_mean=np.asarray(handle.attrs["norm_mean"]),
                           norm_std=np.asarray(handle.attrs["norm_std"]))
+
+
+def build_patch_stats(dataset_path, out_path, k: int, split: str = "train", n_images=None,
+                      seed: int = 0, normalization: str = "dataset", chunk_images: int = 1000,
+                      strategy: str = "auto", progress=None) -> PatchStats:
+    """Patch statistics of a dataset file written to `out_path` (layout in docs/formats.md).
+
+    Checks k against the image size before any expensive work. `progress(done, total)` is an
+    optional callback.
+    """
+    from .datasets import DatasetFile, sample_indices
+    from .h5io import atomic_h5
+
+    with DatasetFile(dataset_path) as data:
+        height, width, channels = data.shape
+        if not 1 <= k <= min(height, width):
+            raise InputError(f"patch size k={k} does not fit the {height}x{width} images of "
+                             f"{dataset_path}; allowed: 1 <= k <= {min(height, width)}")
+        if normalization == "dataset":
+            mean, std = data.mean, data.std
+        elif normalization == "unit":
+            mean, std = np.zeros(channels), np.ones(channels)
+        else:
+            raise InputError(f"normalization={normalization!r}; allowed: dataset, unit")
+        indices = sample_indices(data.count(split), n_images, seed)
+        print(f"{len(indices)} of {data.count(split)} {split} images, k={k}, normalisation "
+              f"{normalization} (mean {np.round(mean, 4)}, std {np.round(std, 4)})")
+        stats = patch_statistics(data.images(split), k, mean, std, chunk=chunk_images,
+                                 strategy=strategy, indices=indices,
+                                 progress=None if progress is None else
+                                 (lambda done: progress(done, len(indices))))
+        provenance = {"dataset": str(dataset_path), "dataset_sha256": data.source_sha256,
+                      "split": split, "n_images": n_images, "seed": seed,
+                      "normalization": normalization, "strategy": strategy}
+    with atomic_h5(out_path, "firstlayer.patch_stats", provenance) as handle:
+        write_patch_stats(handle, stats)
+        handle.create_dataset("image_indices", data=indices)
+    return stats

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .h5io import atomic_h5, open_checked
 
 # ImageNet models of torchvision by the size of their first convolution.
@@ -28,7 +29,7 @@ MODELS_K7 = ["deeplabv3_resnet101", "deeplabv3_resnet50", "densenet121", "densen
 FORMAT = "firstlayer.first_layer"
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError):
     """A weight file or model that cannot give a first layer; the message says why."""
 
 

@@ -1,11 +1,11 @@
 """Rule `dataset`: build resources/datasets/{dataset}.h5 from the configured source."""
 from firstlayer.datasets import build_dataset
-from firstlayer.logs import redirect_to
+from firstlayer.logs import job
 
-redirect_to(snakemake.log[0])
-name = snakemake.wildcards.dataset
-print(f"building dataset {name!r} from {snakemake.params.spec}")
-build_dataset(name, dict(snakemake.params.spec), snakemake.output[0],
-              snakemake.params.download_root,
-              progress=lambda n: print(f"  read {n} images", flush=True))
-print(f"wrote {snakemake.output[0]}")
+with job(snakemake.log[0]):
+    name = snakemake.wildcards.dataset
+    print(f"building dataset {name!r} from {snakemake.params.spec}")
+    build_dataset(name, dict(snakemake.params.spec), snakemake.output[0],
+                  snakemake.params.download_root,
+                  progress=lambda n: print(f"  read {n} images", flush=True))
+    print(f"wrote {snakemake.output[0]}")

@@ -1,16 +1,17 @@
 """Rule `pretrained_profiles`: profiles of a group of first layers and their correlations."""
 from firstlayer.datasets import DatasetFile
-from firstlayer.logs import redirect_to
+from firstlayer.logs import job
 from firstlayer.patches import read_patch_stats
 from firstlayer.pretrained import group_profiles
 
-redirect_to(snakemake.log[0])
-stats = read_patch_stats(snakemake.input.stats)
-with DatasetFile(snakemake.input.dataset) as data:
-    dataset_norm = (data.mean, data.std)
-profiles, correlations = group_profiles(snakemake.input.layers, stats, snakemake.params.input_space,
-                                        dataset_norm)
-profiles.insert(0, "dataset", snakemake.wildcards.dataset)
-profiles.to_csv(snakemake.output.profiles, index=False)
-correlations.to_csv(snakemake.output.correlations, index=False)
-print(f"profiled {profiles['name'].nunique()} first layers ({snakemake.params.input_space} input space)")
+with job(snakemake.log[0]):
+    stats = read_patch_stats(snakemake.input.stats)
+    with DatasetFile(snakemake.input.dataset) as data:
+        dataset_norm = (data.mean, data.std)
+    profiles, correlations = group_profiles(snakemake.input.layers, stats,
+                                            snakemake.params.input_space, dataset_norm)
+    profiles.insert(0, "dataset", snakemake.wildcards.dataset)
+    profiles.to_csv(snakemake.output.profiles, index=False)
+    correlations.to_csv(snakemake.output.correlations, index=False)
+    print(f"profiled {profiles['name'].nunique()} first layers "
+          f"({snakemake.params.input_space} input space)")
