@@ -120,3 +120,20 @@ def test_single_figure_by_its_target(tmp_path):
     snakemake(workdir, target)
     assert (workdir / target).is_file()
     assert not (workdir / "results" / "figures" / "patches" / "toy" / "k5_components.png").exists()
+
+
+def test_bad_input_fails_the_job_with_one_line(tmp_path):
+    """A corrupt local archive: the dataset job stops with a one-line error (shown by Snakemake,
+    no traceback in the log) and leaves no output behind."""
+    workdir = make_workdir(tmp_path / "bad")
+    (workdir / "cifar.tar.gz").write_bytes(b"not really an archive")
+    (workdir / "config.yaml").write_text(
+        TINY_CONFIG.replace("{source: npz, path: toy.npz, test_images: xt, test_labels: yt}",
+                            "{source: torchvision, name: CIFAR10, archive: cifar.tar.gz}"))
+    result = snakemake(workdir, "resources/datasets/toy.h5", check=False)
+    assert result.returncode != 0
+    log = (workdir / "logs" / "dataset" / "toy.log").read_text()
+    assert "error: cifar.tar.gz is corrupt or not the CIFAR10 file" in log
+    assert "Traceback" not in log
+    assert "cifar.tar.gz is corrupt" in result.stdout + result.stderr  # the log is shown
+    assert not (workdir / "resources" / "datasets" / "toy.h5").exists()
