@@ -4,7 +4,8 @@ from firstlayer.logs import job
 
 with job(snakemake.log[0]):
     name = snakemake.wildcards.dataset
-    print(f"building dataset {name!r} from {snakemake.params.spec}")
+    spec = {key: value for key, value in snakemake.params.spec.items() if value is not None}
+    print(f"building dataset {name!r} from {spec}")
     build_dataset(name, dict(snakemake.params.spec), snakemake.output[0],
                   snakemake.params.download_root,
                   progress=lambda n: print(f"  read {n} images", flush=True))
