@@ -1,6 +1,7 @@
 # first-layer: what CNNs learn in their first layer (Chowers & Weiss, ICML 2023).
-# Targets: `all` (default: datasets, patch statistics, their figures), `pretrained`
-# (ImageNet first layers; downloads several GB), and one rule per figure (fig_*).
+# Targets: `all` (default: datasets, patch statistics, the training grid and the figures and
+# tables it supports), `pretrained` (ImageNet first layers; downloads several GB), and one rule
+# per figure (fig_*).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -16,6 +17,7 @@ include: "rules/common.smk"
 include: "rules/datasets.smk"
 include: "rules/patches.smk"
 include: "rules/pretrained.smk"
+include: "rules/training.smk"
 
 
 rule all:

@@ -28,6 +28,8 @@ def _coerce(value, schema):
     """
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types
+    if isinstance(value, bool) and ("string" in types or "true" in schema.get("enum", [])):
+        return "true" if value else "false"  # YAML reads the label setting `true` as a boolean
     if not isinstance(value, str) or "string" in types or not types:
         return value
     if "null" in types and value in ("null", "~", "None", ""):
@@ -143,6 +145,11 @@ def _check_semantics(config: dict) -> None:
         if name not in datasets:
             raise ConfigError(f"config error: patches.datasets[{position}] = {name!r}; "
                               f"allowed: a key of datasets ({known})")
+    for block, spec in config["experiments"].items():
+        for position, name in enumerate(spec["datasets"]):
+            if name not in datasets:
+                raise ConfigError(f"config error: experiments.{block}.datasets[{position}] = "
+                                  f"{name!r}; allowed: a key of datasets ({known})")
     pretrained = config["pretrained"]
     if pretrained["dataset"] not in datasets:
         raise ConfigError(f"config error: pretrained.dataset = {pretrained['dataset']!r}; "

@@ -100,3 +100,67 @@ def correlation_heatmap(table: pd.DataFrame, title: str, *paths) -> None:
         ax.set_ylabel("")
         ax.set_title(title)
         save(fig, *paths)
+
+
+def true_vs_random(final: pd.DataFrame, *paths) -> None:
+    """Mean learned profile (max-normalised) with a ±1 std band over seeds, true vs random labels,
+    one panel per dataset."""
+    datasets = sorted(final["dataset"].unique())
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.2), squeeze=False)
+        for ax, dataset in zip(axes.flat, datasets):
+            sns.lineplot(data=final[final["dataset"] == dataset], x="component",
+                         y="energy_normalised", hue="labels", errorbar="sd", ax=ax,
+                         hue_order=[h for h in ("true", "random") if h in set(final["labels"])])
+            ax.set_xscale("log")
+            ax.set_title(dataset)
+            ax.set_xlabel("principal component of patches")
+            ax.set_ylabel("learned energy (max = 1)")
+        save(fig, *paths)
+
+
+def consistency(final: pd.DataFrame, init: pd.DataFrame, *paths) -> None:
+    """Learned profiles of every model and dataset (mean over seeds), with the profile of one
+    random initialisation dashed for contrast."""
+    final = final.assign(model=final["dataset"] + " " + final["arch"] + " f" +
+                         final["first_width"].astype(str))
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        sns.lineplot(data=final, x="component", y="energy_normalised", hue="model",
+                     errorbar=None, ax=ax, linewidth=1)
+        one = init[init["run"] == init["run"].iloc[0]].sort_values("component")
+        ax.plot(one["component"], one["energy_raw_normalised"], "k--", linewidth=1,
+                label="a random init")
+        ax.set_xscale("log")
+        ax.set_xlabel("principal component of patches")
+        ax.set_ylabel("energy (max = 1)")
+        ax.legend(fontsize=6, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+        save(fig, *paths)
+
+
+def frozen_curves(metrics: pd.DataFrame, *paths) -> None:
+    """Train/test loss and accuracy against step, first layer frozen at init vs learned."""
+    metrics = metrics.assign(first_layer=np.where(metrics["frozen"], "frozen", "learned"))
+    panels = [("train_loss", "train loss"), ("test_loss", "test loss"),
+              ("train_acc", "train accuracy"), ("test_acc", "test accuracy")]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, 2, figsize=(8, 5.5))
+        for ax, (column, label) in zip(axes.flat, panels):
+            sns.lineplot(data=metrics, x="step", y=column, hue="arch", style="first_layer",
+                         errorbar="sd", ax=ax, legend=ax is axes.flat[0])
+            ax.set_ylabel(label)
+        save(fig, *paths)
+
+
+def table_figure(table: pd.DataFrame, title: str, *paths) -> None:
+    """A small table (e.g. Tables 1 and 2) rendered as a figure."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7, 0.4 + 0.3 * (len(table) + 1)))
+        ax.set_axis_off()
+        cells = ax.table(cellText=table.values, colLabels=list(table.columns), loc="center",
+                         cellLoc="left")
+        cells.auto_set_font_size(False)
+        cells.set_fontsize(8)
+        cells.scale(1, 1.3)
+        ax.set_title(title)
+        save(fig, *paths)

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 from firstlayer.config import ConfigError, validate_config
+from firstlayer.grid import build_grid
 
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
@@ -16,11 +17,14 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*",
     k=r"[1-9][0-9]*",
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 PATCHES = config["patches"]
 PRETRAINED = config["pretrained"]
 FIGURE_FORMATS = ["pdf", "png"]
+GRID = build_grid(config["experiments"], config["training"])
+TRAINING_DATASETS = sorted({entry["spec"].dataset for entry in GRID.values()})
 
 
 def patch_figures(kind):
@@ -46,6 +50,26 @@ def pretrained_outputs(pattern):
     return expand(pattern, dataset=PRETRAINED["dataset"], k=sizes, ext=FIGURE_FORMATS)
 
 
+def training_figure(name):
+    return expand("results/figures/training/{name}.{ext}", name=name, ext=FIGURE_FORMATS)
+
+
+def supported_training_figures():
+    """The training figures the configured grid has runs for."""
+    specs = [entry["spec"] for entry in GRID.values()]
+    learned = [spec for spec in specs if not spec.frozen]
+    figures = []
+    if specs:
+        figures += ["tables", "heatmap"]
+    if {spec.labels for spec in learned} >= {"true", "random"}:
+        figures.append("true_vs_random")
+    if any(spec.labels == "true" for spec in learned):
+        figures.append("consistency")
+    if any(spec.frozen for spec in specs):
+        figures.append("frozen")
+    return figures
+
+
 def default_targets():
     return (
         expand("resources/datasets/{dataset}.h5", dataset=PATCHES["datasets"])
@@ -54,4 +78,5 @@ def default_targets():
         )
         + patch_figures("spectrum")
         + patch_figures("components")
+        + [path for name in supported_training_figures() for path in training_figure(name)]
     )

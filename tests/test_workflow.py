@@ -24,6 +24,10 @@ pretrained:
   dataset: toy
   models: {k3: [], k5: []}
   weight_files: {a3: {path: w3.npy}, b3: {path: b3.pt, tensor: conv1.weight}, c5: {path: w5.npy}}
+training: {epochs: 2, n_train: 48, n_test: 9, batch_size: 16}
+experiments:
+  labels: {datasets: [toy], first_widths: [8], widths: [0.0625], seeds: [0, 1], labels: [true, random]}
+  frozen: {datasets: [toy], archs: [vgg11, vgg13], first_widths: [8], widths: [0.0625], frozen: [true, false]}
 """
 
 
@@ -71,6 +75,26 @@ def test_whole_chain_builds_every_output(full_run):
     assert (full_run / "logs" / "patch_stats" / "toy_k3.log").read_text().count("patches") >= 1
 
 
+def test_training_grid_tables_and_figures(full_run):
+    runs = sorted(p.name for p in (full_run / "results" / "runs").iterdir())
+    assert len(runs) == 7  # 4 (labels) + 4 (frozen) - 1 shared
+    assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.h5" in runs
+    assert "toy_vgg13_f8_w0.0625_true_s0_e2_n48_frozen.h5" in runs
+    for figure in ("tables", "heatmap", "true_vs_random", "consistency", "frozen"):
+        assert (full_run / "results" / "figures" / "training" / f"{figure}.png").stat().st_size > 1000
+    tables = pd.read_csv(full_run / "results" / "tables" / "training" / "tables.csv")
+    rows = tables.set_index("comparison")
+    assert rows.loc["across seeds", "n"] == 1 and rows.loc["true vs random labels", "n"] == 4
+    assert rows.loc["trained vs init", "n"] == 3 and rows["mean"].between(-1, 1).all()
+    profiles = pd.read_csv(full_run / "results" / "tables" / "training" / "profiles.csv")
+    assert profiles["run"].nunique() == 7 and set(profiles["component"]) == set(range(1, 28))
+    frozen = profiles[profiles["frozen"] & (profiles["step"] > 0)]
+    assert len(frozen) and (frozen["energy"] == 0).all()
+    metrics = pd.read_csv(full_run / "results" / "tables" / "training" / "metrics.csv")
+    assert len(metrics) == 7 * 2
+    assert "resuming" not in (full_run / "logs" / "train" / runs[0].replace(".h5", ".log")).read_text()
+
+
 def test_patch_statistics_of_the_run_are_exact(full_run):
     """The rule's output equals the library on the same sampled images, standardised by the
     training split's mean/std."""
@@ -111,6 +135,7 @@ def test_rerun_has_nothing_to_do(full_run):
 def test_single_figure_by_its_target(tmp_path):
     workdir = make_workdir(tmp_path / "one")
     snakemake(workdir, "fig_patch_spectrum")
+    assert not (workdir / "results" / "runs").exists()  # nothing the figure does not need
     figures = workdir / "results" / "figures" / "patches" / "toy"
     assert sorted(p.name for p in figures.iterdir()) == [
         "k3_spectrum.pdf", "k3_spectrum.png", "k5_spectrum.pdf", "k5_spectrum.png"]

@@ -1,0 +1,112 @@
+def run_dataset(wildcards):
+    return f"resources/datasets/{GRID[wildcards.run]['spec'].dataset}.h5"
+
+
+def training_minutes(wildcards):
+    """A generous CPU estimate (about 300 images/s): a cluster profile may override it."""
+    spec = GRID[wildcards.run]["spec"]
+    images = spec.n_train or 50000
+    return max(10, int(spec.epochs * images / 300 / 60) + 5)
+
+
+rule train:
+    """One network: first-layer weights along training and per-epoch metrics. Resumes from
+    checkpoints/{run}.pt (outside the declared outputs, so a failed job keeps it)."""
+    input:
+        run_dataset,
+    output:
+        "results/runs/{run}.h5",
+    params:
+        spec=lambda wc: GRID[wc.run]["spec"].as_dict(),
+        checkpoint=lambda wc: f"checkpoints/{wc.run}.pt",
+    log:
+        "logs/train/{run}.log",
+    benchmark:
+        "benchmarks/train/{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=training_minutes,
+    script:
+        "../scripts/train.py"
+
+
+rule training_profiles:
+    """Energy profiles of every run at every recorded step, and every run's metrics."""
+    input:
+        runs=expand("results/runs/{run}.h5", run=list(GRID)),
+        stats=expand("results/patches/{dataset}/k3.h5", dataset=TRAINING_DATASETS),
+    output:
+        profiles="results/tables/training/profiles.csv",
+        metrics="results/tables/training/metrics.csv",
+    log:
+        "logs/training_profiles.log",
+    script:
+        "../scripts/training_profiles.py"
+
+
+rule consistency_tables:
+    """Tables 1 and 2: profile correlations across seeds, widths, architectures, labels, init."""
+    input:
+        "results/tables/training/profiles.csv",
+    output:
+        tables="results/tables/training/tables.csv",
+        correlations="results/tables/training/run_correlations.csv",
+        pdf="results/figures/training/tables.pdf",
+        png=report(
+            "results/figures/training/tables.png",
+            caption="../report/training_tables.rst",
+            category="Training",
+            labels={"figure": "Tables 1 and 2"},
+        ),
+    log:
+        "logs/consistency_tables.log",
+    script:
+        "../scripts/consistency_tables.py"
+
+
+rule plot_training:
+    """One training figure: true_vs_random, consistency, frozen or heatmap."""
+    input:
+        profiles="results/tables/training/profiles.csv",
+        metrics="results/tables/training/metrics.csv",
+        correlations="results/tables/training/run_correlations.csv",
+    output:
+        pdf="results/figures/training/{figure}.pdf",
+        png=report(
+            "results/figures/training/{figure}.png",
+            caption="../report/training_{figure}.rst",
+            category="Training",
+            labels={"figure": "{figure}"},
+        ),
+    wildcard_constraints:
+        figure="true_vs_random|consistency|frozen|heatmap",
+    log:
+        "logs/plots/training_{figure}.log",
+    script:
+        "../scripts/plot_training.py"
+
+
+rule fig_true_vs_random:
+    input:
+        training_figure("true_vs_random"),
+
+
+rule fig_consistency:
+    input:
+        training_figure("consistency"),
+
+
+rule fig_frozen:
+    input:
+        training_figure("frozen"),
+
+
+rule fig_heatmap:
+    input:
+        training_figure("heatmap"),
+
+
+rule fig_tables:
+    input:
+        expand("results/figures/training/tables.{ext}", ext=FIGURE_FORMATS),

@@ -1,0 +1,21 @@
+"""Rule `plot_training`: one figure of the training analyses."""
+import pandas as pd
+
+from firstlayer import plots
+from firstlayer.analysis import final_profiles
+from firstlayer.logs import job
+
+with job(snakemake.log[0]):
+    figure, out = snakemake.wildcards.figure, (snakemake.output.pdf, snakemake.output.png)
+    profiles = pd.read_csv(snakemake.input.profiles)
+    learned = final_profiles(profiles[~profiles["frozen"]])
+    if figure == "true_vs_random":
+        plots.true_vs_random(learned, *out)
+    elif figure == "consistency":
+        plots.consistency(learned[learned["labels"] == "true"], profiles[profiles["step"] == 0], *out)
+    elif figure == "frozen":
+        plots.frozen_curves(pd.read_csv(snakemake.input.metrics), *out)
+    else:
+        plots.correlation_heatmap(pd.read_csv(snakemake.input.correlations),
+                                  "Learned-profile correlations of all runs", *out)
+    print(f"wrote {out[0]}")

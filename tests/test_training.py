@@ -1,0 +1,125 @@
+"""Training: determinism, resume after SIGKILL, labels, frozen layers, the recorded init."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import smooth_images
+from firstlayer.datasets import Splits, write_dataset
+from firstlayer.grid import build_grid
+from firstlayer.manipulations import apply_labels
+from firstlayer.models import build
+from firstlayer.training import (RunSpec, balanced_subset, derive_seed, read_run, record_steps,
+                                 train)
+
+TINY = dict(dataset="toy", arch="vgg11", first_width=8, width=0.0625, epochs=3, n_train=None,
+            n_test=None, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def toy_dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "toy.h5"
+    images = smooth_images(200, 12, 12, 3, seed=5)
+    labels = np.arange(200) % 4
+    write_dataset(path, Splits({"train": images[:160], "test": images[160:]},
+                               {"train": labels[:160], "test": labels[160:]},
+                               ["a", "b", "c", "d"], "test", "0" * 64))
+    return path
+
+
+def run_in_process(spec, data, out, checkpoint, threads=1):
+    return subprocess.Popen([sys.executable, "-m", "firstlayer.training", "--spec",
+                             json.dumps(spec.as_dict()), "--data", str(data), "--out", str(out),
+                             "--checkpoint", str(checkpoint), "--threads", str(threads)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_same_seed_in_two_processes_gives_identical_weights(toy_dataset, tmp_path):
+    spec = RunSpec(**TINY, seed=3)
+    procs = [run_in_process(spec, toy_dataset, tmp_path / f"{i}.h5", tmp_path / f"{i}.pt") for i in (0, 1)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stdout.read()
+    a, b = read_run(tmp_path / "0.h5"), read_run(tmp_path / "1.h5")
+    assert np.array_equal(a.weights, b.weights) and np.array_equal(a.steps, b.steps)
+    assert np.array_equal(a.metrics["train_loss"], b.metrics["train_loss"])
+    assert not np.array_equal(a.init, a.final)  # it did learn
+    assert not (tmp_path / "0.pt").exists()  # the checkpoint is removed once the run is written
+
+
+def test_sigkill_mid_training_resumes_and_ends_identical(toy_dataset, tmp_path):
+    spec = RunSpec(**{**TINY, "epochs": 8, "width": 0.25, "first_width": 16}, seed=1)
+    reference = run_in_process(spec, toy_dataset, tmp_path / "ref.h5", tmp_path / "ref.pt")
+    assert reference.wait(timeout=600) == 0
+    checkpoint = tmp_path / "run.pt"
+    proc = run_in_process(spec, toy_dataset, tmp_path / "run.h5", checkpoint)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.05)  # into the next epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "run.h5").exists()
+    saved = torch.load(checkpoint, weights_only=True)["state"]["epoch"]
+    assert 1 <= saved < 8
+    resumed = run_in_process(spec, toy_dataset, tmp_path / "run.h5", checkpoint)
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert f"resuming from the checkpoint after epoch {saved}" in output
+    a, b = read_run(tmp_path / "ref.h5"), read_run(tmp_path / "run.h5")
+    assert np.array_equal(a.weights, b.weights) and np.array_equal(a.steps, b.steps)
+    assert np.array_equal(a.metrics["test_loss"], b.metrics["test_loss"])
+
+
+def test_random_labels_are_a_seeded_permutation():
+    labels = np.repeat(np.arange(10), 50)
+    a = apply_labels("random", labels, None, 7)
+    assert np.array_equal(np.bincount(a), np.bincount(labels))
+    assert np.array_equal(a, apply_labels("random", labels, None, 7))
+    assert not np.array_equal(a, apply_labels("random", labels, None, 8))
+    assert np.mean(a == labels) < 0.3
+    assert np.array_equal(apply_labels("true", labels, None, 7), labels)
+    # the seed a run uses for its labels depends on its seed alone
+    assert derive_seed(0, "labels") == derive_seed(0, "labels") != derive_seed(1, "labels")
+
+
+def test_frozen_first_layer_does_not_change_and_init_is_recorded(toy_dataset, tmp_path):
+    spec = RunSpec(**TINY, seed=2, frozen=True)
+    torch.set_num_threads(1)
+    train(spec, toy_dataset, tmp_path / "f.h5", tmp_path / "f.pt", log=lambda m: None)
+    run = read_run(tmp_path / "f.h5")
+    assert all(np.array_equal(w, run.init) for w in run.weights)
+    assert run.metrics["train_loss"][-1] != run.metrics["train_loss"][0]  # the rest learned
+    torch.manual_seed(derive_seed(2, "init"))
+    model = build("vgg11", 8, 0.0625, num_classes=4)
+    assert np.array_equal(run.init, model.first_conv.weight.detach().numpy())
+
+
+def test_record_schedule_and_balanced_subset():
+    assert sorted(record_steps(10, 3)) == [0, 1, 2, 4, 8, 10, 20, 30]
+    labels = np.repeat(np.arange(5), 100)
+    subset = balanced_subset(labels, 52, seed=0)
+    assert len(subset) == 52 and np.all(np.diff(subset) > 0)
+    assert sorted(np.bincount(labels[subset])) == [10, 10, 10, 11, 11]
+    assert np.array_equal(subset, balanced_subset(labels, 52, seed=0))
+
+
+def test_grid_is_the_union_of_blocks():
+    defaults = {"epochs": 10, "n_train": 1000, "n_test": 100, "subset_seed": 0, "batch_size": 256,
+                "lr": 0.01, "momentum": 0.0, "weight_decay": 0.0, "precision": "float32"}
+    experiments = {
+        "labels": {"datasets": ["cifar10"], "seeds": [0, 1], "labels": ["true", "random"]},
+        "seeds": {"datasets": ["cifar10"], "seeds": [0, 1, 2]},
+        "fast": {"datasets": ["cifar10"], "settings": {"lr": 0.1}},
+    }
+    grid = build_grid(experiments, defaults)
+    assert len(grid) == 4 + 1 + 1  # s0/s1 true shared by two blocks
+    shared = grid["cifar10_vgg11_f64_w1_true_s0_e10_n1000"]
+    assert shared["experiments"] == ["labels", "seeds"]
+    fast = [name for name, entry in grid.items() if entry["experiments"] == ["fast"]]
+    assert len(fast) == 1 and grid[fast[0]]["spec"].lr == 0.1 and len(fast[0].split("_")[-1]) == 8
