@@ -182,26 +182,18 @@ def train(spec: RunSpec, dataset_path, out_path, checkpoint_path, device=None, l
             log(f"ignoring {checkpoint_path}: it belongs to another configuration")
     log(f"training {spec.arch} (first layer {spec.first_width} filters{', frozen' if spec.frozen else ''}) "
         f"on {n} images, labels {spec.labels}, {spec.epochs} epochs, device {device}")
+    def on_step(state):
+        state["step"] += 1
+        if state["step"] in recorded:
+            state["steps"].append(state["step"])
+            state["weights"].append(_first(model))
+
     for epoch in range(state["epoch"], spec.epochs):
         start = time.perf_counter()
         order = torch.from_numpy(np.random.default_rng(
             derive_seed(spec.seed, "order", epoch)).permutation(n)).to(device)
-        total_loss, total_correct = 0.0, 0
-        for first in range(0, n, spec.batch_size):
-            index = order[first:first + spec.batch_size]
-            x, y = data["x"][index], data["y"][index]
-            with _autocast(spec, device):
-                out = model(x).float()
-            loss = F.cross_entropy(out, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            state["step"] += 1
-            total_loss += loss.item() * len(y)
-            total_correct += (out.argmax(1) == y).sum().item()
-            if state["step"] in recorded:
-                state["steps"].append(state["step"])
-                state["weights"].append(_first(model))
+        total_loss, total_correct = train_epoch(model, optimizer, data["x"], data["y"], order,
+                                                spec, device, on_step=lambda: on_step(state))
         test_loss, test_acc = evaluate(model, data["x_test"], data["y_test"], spec, device)
         state["seconds"] += time.perf_counter() - start
         state["epoch"] = epoch + 1
@@ -214,6 +206,27 @@ def train(spec: RunSpec, dataset_path, out_path, checkpoint_path, device=None, l
     write_run(out_path, spec, state, data, device, steps_per_epoch)
     checkpoint_path.unlink(missing_ok=True)
     return state
+
+
+def train_epoch(model, optimizer, x, y, order, spec: RunSpec, device, on_step=None):
+    """One pass over `order` in batches of index slices; returns (summed loss, correct)."""
+    total_loss = torch.zeros((), device=device)
+    total_correct = torch.zeros((), device=device, dtype=torch.long)
+    for first in range(0, len(order), spec.batch_size):
+        index = order[first:first + spec.batch_size]
+        inputs, targets = x[index], y[index]
+        with _autocast(spec, device):
+            out = model(inputs).float()
+        loss = F.cross_entropy(out, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # accumulate on the device: no host synchronisation per step
+        total_loss += loss.detach() * len(targets)
+        total_correct += (out.argmax(1) == targets).sum()
+        if on_step is not None:
+            on_step()
+    return total_loss.item(), total_correct.item()
 
 
 def _first(model) -> torch.Tensor:
