@@ -77,10 +77,11 @@ def project(images, labels, mean, std, width, precision, steps, batch):
     x = x.contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(labels)
     order = torch.randperm(len(y))[: 2 * batch]
-    train_epoch(model, optimizer, x, y, order, spec, "cpu")  # warm-up
+    device = torch.device("cpu")
+    train_epoch(model, optimizer, x, y, order, spec, device)  # warm-up
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))[: steps * batch]
     start = time.perf_counter()
-    train_epoch(model, optimizer, x, y, order, spec, "cpu")
+    train_epoch(model, optimizer, x, y, order, spec, device)
     return steps * batch / (time.perf_counter() - start)
 
 

@@ -162,5 +162,6 @@ def table_figure(table: pd.DataFrame, title: str, *paths) -> None:
         cells.auto_set_font_size(False)
         cells.set_fontsize(8)
         cells.scale(1, 1.3)
+        cells.auto_set_column_width(list(range(len(table.columns))))
         ax.set_title(title)
         save(fig, *paths)

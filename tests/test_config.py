@@ -48,6 +48,13 @@ def test_the_shipped_config_is_valid():
     assert config["datasets"]["cifar10"]["name"] == "CIFAR10"
 
 
+def test_yaml_true_is_the_label_setting_true(config):
+    config["experiments"] = yaml.safe_load("a: {datasets: [toy], labels: [true, random]}")
+    validate_config(config, SCHEMA)
+    assert config["experiments"]["a"]["labels"] == ["true", "random"]
+    assert config["experiments"]["a"]["archs"] == ["vgg11"]  # axis defaults filled
+
+
 def test_string_overrides_are_coerced(config):
     """`--config 'patches={k: [5]}'` gives strings; they must act like YAML numbers."""
     config["patches"].update({"k": ["5"], "n_images": "null", "seed": "3"})
@@ -65,7 +72,7 @@ def test_string_overrides_are_coerced(config):
     ({"patches__normalization": "imagenet"}, "patches.normalization = 'imagenet'; allowed: dataset, unit"),
     ({"patches__strategy": "fast"}, "patches.strategy = 'fast'; allowed: auto, band, unfold"),
     ({"patches__colour": 1}, "unknown key 'colour' in patches; allowed keys: chunk_images, datasets"),
-    ({"patchez": {}}, "unknown key 'patchez' in (top level); allowed keys: datasets, patches, pretrained"),
+    ({"patchez": {}}, "unknown key 'patchez' in (top level); allowed keys: datasets, experiments, patches, pretrained, training"),
     ({"patches__datasets": ["cifar"]}, "patches.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
     ({"pretrained__dataset": "imagenet"}, "pretrained.dataset = 'imagenet'; allowed: a key of datasets"),
     ({"pretrained__input_space": "pixels"}, "pretrained.input_space = 'pixels'; allowed: model, raw"),
@@ -81,6 +88,16 @@ def test_string_overrides_are_coerced(config):
     ({"datasets__tv": {"source": "torchvision"}}, "datasets.tv.name is missing"),
     ({"datasets__tv": {"source": "torchvision", "name": "ImageNet"}},
      "datasets.tv.name = 'ImageNet'; allowed: CIFAR10, CIFAR100, MNIST, FashionMNIST, KMNIST, SVHN"),
+    ({"training__epochs": 0}, "training.epochs = 0; must be >= 1"),
+    ({"training__batch_size": -1}, "training.batch_size = -1; must be >= 1"),
+    ({"training__precision": "float16"}, "training.precision = 'float16'; allowed: float32, bfloat16"),
+    ({"experiments": {"a": {"datasets": ["toy"], "archs": ["alexnet"]}}},
+     "experiments.a.archs[0] = 'alexnet'; allowed: vgg11, vgg13, vgg16, vgg19, resnet18, resnet20"),
+    ({"experiments": {"a": {"datasets": ["toy"], "seeds": []}}}, "experiments.a.seeds = []; must have at least 1 entries"),
+    ({"experiments": {"a": {"datasets": ["toy"], "first_widths": [0]}}}, "experiments.a.first_widths[0] = 0; must be >= 1"),
+    ({"experiments": {"a": {"datasets": ["toy"], "labels": ["shuffled"]}}}, "experiments.a.labels[0] = 'shuffled'; allowed: true, random"),
+    ({"experiments": {"a": {"datasets": ["cifar"]}}}, "experiments.a.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
+    ({"experiments": {"a": {"datasets": ["toy"], "settings": {"lr": 0}}}}, "experiments.a.settings.lr = 0; must be > 0"),
 ])
 def test_bad_values(config, changes, expected):
     assert expected in check(config, **changes)
