@@ -99,3 +99,13 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     shown["correlation"] = [f"{m:.2f} ± {s:.2f}  (n={n})" for m, s, n in
                             zip(shown["mean"], shown["std"], shown["n"])]
     return shown[["table", "comparison", "dataset", "correlation"]]
+
+
+MODEL_COLUMNS = ["dataset", "arch", "first_width", "width", "inputs"]
+
+
+def with_both(table: pd.DataFrame, column: str, values: tuple) -> pd.DataFrame:
+    """Rows of the model configurations (dataset, arch, widths, inputs) that have runs with
+    every one of `values` in `column`: e.g. both true and random labels, or frozen and learned."""
+    keep = table.groupby(MODEL_COLUMNS)[column].transform(lambda v: set(values) <= set(v))
+    return table[keep.astype(bool)]

@@ -2,7 +2,7 @@
 import pandas as pd
 
 from firstlayer import plots
-from firstlayer.analysis import final_profiles
+from firstlayer.analysis import final_profiles, with_both
 from firstlayer.logs import job
 
 with job(snakemake.log[0]):
@@ -10,11 +10,12 @@ with job(snakemake.log[0]):
     profiles = pd.read_csv(snakemake.input.profiles)
     learned = final_profiles(profiles[~profiles["frozen"]])
     if figure == "true_vs_random":
-        plots.true_vs_random(learned, *out)
+        plots.true_vs_random(with_both(learned, "labels", ("true", "random")), *out)
     elif figure == "consistency":
         plots.consistency(learned[learned["labels"] == "true"], profiles[profiles["step"] == 0], *out)
     elif figure == "frozen":
-        plots.frozen_curves(pd.read_csv(snakemake.input.metrics), *out)
+        metrics = pd.read_csv(snakemake.input.metrics)
+        plots.frozen_curves(with_both(metrics[metrics["labels"] == "true"], "frozen", (True, False)), *out)
     else:
         plots.correlation_heatmap(pd.read_csv(snakemake.input.correlations),
                                   "Learned-profile correlations of all runs", *out)

@@ -123,3 +123,14 @@ def test_grid_is_the_union_of_blocks():
     assert shared["experiments"] == ["labels", "seeds"]
     fast = [name for name, entry in grid.items() if entry["experiments"] == ["fast"]]
     assert len(fast) == 1 and grid[fast[0]]["spec"].lr == 0.1 and len(fast[0].split("_")[-1]) == 8
+
+
+def test_with_both_keeps_only_paired_configurations():
+    import pandas as pd
+
+    from firstlayer.analysis import with_both
+
+    table = pd.DataFrame({"dataset": ["c"] * 5, "arch": ["vgg11", "vgg11", "vgg13", "resnet18", "resnet18"],
+                          "first_width": 64, "width": 1.0, "inputs": "none",
+                          "frozen": [True, False, True, False, False]})
+    assert list(with_both(table, "frozen", (True, False))["arch"]) == ["vgg11", "vgg11"]
