@@ -7,7 +7,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# config/config.yaml is the default; config files named with --configfile (complete, like
+# config/extended.yaml and config/paper.yaml) replace it instead of merging into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 report: "report/workflow.rst"

@@ -162,3 +162,16 @@ def test_bad_input_fails_the_job_with_one_line(tmp_path):
     assert "Traceback" not in log
     assert "cifar.tar.gz is corrupt" in result.stdout + result.stderr  # the log is shown
     assert not (workdir / "resources" / "datasets" / "toy.h5").exists()
+
+
+@pytest.mark.parametrize("configfile,runs", [("extended.yaml", 17), ("paper.yaml", 140)])
+def test_named_config_files_replace_the_default(tmp_path, configfile, runs):
+    """--configfile config/paper.yaml defines the whole grid: the default's blocks do not leak in."""
+    result = subprocess.run(SNAKEMAKE + ["--directory", str(tmp_path), "--configfile",
+                                         str(ROOT / "config" / configfile), "-n", "--cores", "2"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = dict(line.split() for line in result.stdout.splitlines()
+                  if line.split()[:1] in (["train"], ["total"]) and len(line.split()) == 2)
+    assert int(counts["train"]) == runs
+    assert "w0.125" not in result.stdout or configfile == "extended.yaml"
