@@ -39,7 +39,7 @@ def _coerce(value, schema):
             try:
                 return convert(value)
             except ValueError:
-                pass
+                continue  # not a number: the schema check reports it with the value
     if "boolean" in types and value.lower() in ("true", "false"):
         return value.lower() == "true"
     return value

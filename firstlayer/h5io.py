@@ -36,19 +36,13 @@ def package_versions() -> dict[str, str]:
     """Versions of the packages that shape numerical results."""
     import numpy
     import torch
+    import torchvision
 
-    versions = {"python": platform.python_version(), "numpy": numpy.__version__,
-                "torch": torch.__version__, "h5py": h5py.__version__}
-    try:
-        import torchvision
-
-        versions["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        pass
     from . import __version__
 
-    versions["firstlayer"] = __version__
-    return versions
+    return {"python": platform.python_version(), "numpy": numpy.__version__,
+            "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "h5py": h5py.__version__, "firstlayer": __version__}
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
