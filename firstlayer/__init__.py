@@ -10,6 +10,7 @@ Modules, one concept each:
   training       one deterministic, resumable training run and its recorded first layer
   grid           the training grid as the union of experiment blocks
   analysis       profiles along training, Tables 1 and 2
+  theory         the linear-CNN energy-profile formula and its fit
   plots          one function per figure
   config         configuration validation with one-line errors
   h5io           atomic HDF5 writes with provenance, format checks on read
