@@ -53,10 +53,8 @@ def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
     """Tables 1 and 2 of the paper as mean ± std of profile correlations over all eligible
     pairs (or runs), per dataset. Learned profiles are of the change from initialisation."""
     final = final_profiles(profiles)
-    change, init = _vectors(final, "energy"), _vectors(final, "energy_raw")
-    # the raw profile at step 0 is the init profile
-    first = profiles[profiles["step"] == 0]
-    init = _vectors(first, "energy_raw")
+    change = _vectors(final, "energy")
+    init = _vectors(profiles[profiles["step"] == 0], "energy_raw")  # raw profile at step 0
     runs = final.drop_duplicates("run").set_index("run")[SPEC_COLUMNS]
     learned = runs[~runs["frozen"]]
     rows = []

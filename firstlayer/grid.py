@@ -9,8 +9,6 @@ import hashlib
 import itertools
 import json
 
-import pandas as pd
-
 from .training import RunSpec
 
 AXES = {"datasets": "dataset", "archs": "arch", "first_widths": "first_width",
@@ -54,9 +52,3 @@ def build_grid(experiments: dict, defaults: dict) -> dict[str, dict]:
             rows.setdefault(name, {"spec": spec, "experiments": []})["experiments"].append(block_name)
     return rows
 
-
-def grid_table(grid: dict[str, dict]) -> pd.DataFrame:
-    """The grid as a table: one row per run, its spec fields and experiments."""
-    return pd.DataFrame([{"run": name, **entry["spec"].as_dict(),
-                          "experiments": ",".join(entry["experiments"])}
-                         for name, entry in grid.items()])

@@ -91,7 +91,3 @@ def open_checked(path: str | os.PathLike, fmt: str) -> h5py.File:
         raise FormatError(f"{path}: expected a {fmt} file, format version {FORMAT_VERSION}, "
                           f"found format={found!r} version={version!r}; {rebuild}")
     return handle
-
-
-def read_json_attr(handle: h5py.File | h5py.Group, name: str):
-    return json.loads(handle.attrs[name])
