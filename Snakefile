@@ -23,6 +23,7 @@ include: "rules/datasets.smk"
 include: "rules/patches.smk"
 include: "rules/pretrained.smk"
 include: "rules/training.smk"
+include: "rules/theory.smk"
 
 
 rule all:

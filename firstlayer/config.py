@@ -150,6 +150,18 @@ def _check_semantics(config: dict) -> None:
             if name not in datasets:
                 raise ConfigError(f"config error: experiments.{block}.datasets[{position}] = "
                                   f"{name!r}; allowed: a key of datasets ({known})")
+    theory = config["theory"]
+    for position, name in enumerate(theory["datasets"]):
+        if name not in datasets:
+            raise ConfigError(f"config error: theory.datasets[{position}] = {name!r}; "
+                              f"allowed: a key of datasets ({known})")
+    low, high = theory["tau_range"]
+    if not low < high:
+        raise ConfigError(f"config error: theory.tau_range = {theory['tau_range']!r}; allowed: "
+                          f"[low, high] with 0 < low < high")
+    if theory["whitening"]["k"] % 2 == 0:
+        raise ConfigError(f"config error: theory.whitening.k = {theory['whitening']['k']!r}; "
+                          f"allowed: an odd patch size (the whitening filter is centred)")
     pretrained = config["pretrained"]
     if pretrained["dataset"] not in datasets:
         raise ConfigError(f"config error: pretrained.dataset = {pretrained['dataset']!r}; "

@@ -24,7 +24,9 @@ FORMAT_VERSION = 1
 PRODUCERS = {
     "firstlayer.dataset": "dataset",
     "firstlayer.patch_stats": "patch_stats",
-    "firstlayer.first_layer": "pretrained_weights",
+    "firstlayer.first_layer": "first_layer",
+    "firstlayer.run": "train",
+    "firstlayer.image_features": "image_features",
 }
 
 

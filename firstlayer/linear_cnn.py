@@ -25,9 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .errors import InputError
+from .theory import fit_formula, formula_profile
 
 
 def average_patches(images_nchw, k: int, stride: int = 1) -> np.ndarray:
@@ -92,24 +94,30 @@ def exact_change(moments: Moments, eta: float, t: float, filters: int = 1,
 def expected_random_label_profile(moments: Moments, basis: np.ndarray, eta: float, t: float,
                                   filters: int = 1, init_std: float = 0.0) -> np.ndarray:
     """sqrt(E[(u_i . Delta(t))^2]) over random +-1 labels (and a Gaussian init of per-weight
-    std `init_std`, which makes s(0) ~ N(0, K init_std^2 I)), for the columns u_i of `basis`."""
-    G = _propagator(moments, eta, t, filters)
-    label_part = moments.A / moments.n
-    init_part = filters * init_std ** 2 * moments.A @ moments.A
-    second = G @ (label_part + init_part) @ G
-    basis = np.asarray(basis, np.float64)
-    return np.sqrt(np.clip(np.einsum("di,de,ei->i", basis, second, basis), 0, None))
+    std `init_std`, which makes s(0) ~ N(0, K init_std^2 I)), for the columns u_i of `basis`.
 
-
-def continuous_profile(moments: Moments, basis: np.ndarray, tau: float) -> np.ndarray:
-    """The random-label expected profile in the small-step limit, a function of tau = eta K t
-    alone (g_j -> (1 - exp(-tau a_j)) / a_j): what is fitted to networks trained otherwise."""
+    G (A/N + K std^2 A^2) G is diagonal in A's eigenbasis: g_j^2 (a_j/N + K std^2 a_j^2)."""
     a, vectors = np.linalg.eigh(moments.A)
     a = np.clip(a, 0, None)
-    g = np.where(a > 0, -np.expm1(-tau * a) / np.where(a > 0, a, 1), tau)
-    G = (vectors * g) @ vectors.T
-    second = G @ moments.A @ G
-    return np.sqrt(np.clip(np.einsum("di,de,ei->i", basis, second, basis), 0, None))
+    g = growth(a, eta, t, filters)
+    variance = g ** 2 * (a / moments.n + filters * init_std ** 2 * a ** 2)
+    return np.sqrt(((vectors.T @ np.asarray(basis, np.float64)) ** 2).T @ variance)
+
+
+class ExactProfile:
+    """The random-label expected profile in the small-step limit, a function of tau = eta K t
+    alone (g_j -> (1 - exp(-tau a_j)) / a_j): the exact linear prediction fitted to networks
+    trained otherwise. Evaluating it at many tau costs one d x d product each."""
+
+    def __init__(self, moments: Moments, basis: np.ndarray):
+        a, vectors = np.linalg.eigh(moments.A)
+        self.a = np.clip(a, 0, None)
+        self.weights = ((vectors.T @ np.asarray(basis, np.float64)) ** 2).T  # (basis i, eigen j)
+
+    def __call__(self, tau: float) -> np.ndarray:
+        a = self.a
+        g = np.where(a > 0, -np.expm1(-tau * a) / np.where(a > 0, a, 1), tau)
+        return np.sqrt(self.weights @ (g ** 2 * a))
 
 
 class LinearCNN(torch.nn.Module):
@@ -185,4 +193,60 @@ def energy_of_change(weights, init, basis) -> np.ndarray:
     """Per-run energy profiles of the change, (R, K, d) weights -> (R, d)."""
     change = np.asarray(weights) - np.asarray(init)
     return np.sqrt(np.mean((change @ np.asarray(basis)) ** 2, axis=1))
+
+
+
+def seed_study(average, basis, lambdas, patches_per_image: int, labels, filters: int = 8,
+               steps=(100, 1000, 10000), fraction: float = 0.5, init_std: float = 1e-4,
+               seed: int = 0, name: str = "images", show_runs: int = 12):
+    """Train many linear CNNs (one per row of `labels`, (R, N) +-1) on the average patches and
+    compare their profiles with the predictions at each number of steps.
+
+    Returns (curves, summary): tidy tables of profiles for the figure and of correlations:
+    seed-averaged profile (root mean square over runs) against the exact prediction, the
+    paper's formula at the known eta' = eta K / P and t, and the formula at its best-fitting t;
+    and the median of the same correlations for single runs.
+    """
+    labels = np.asarray(labels, np.float64)
+    moments = Moments.of(average)
+    eta = stable_eta(moments, filters, fraction)
+    init = np.random.default_rng(seed).normal(0, init_std, (len(labels), filters, moments.A.shape[0]))
+    weights, done = init, 0
+    random_labels = np.allclose(np.abs(labels.mean(axis=1)), 0, atol=0.1)
+    curves, summary = [], []
+    for total in sorted(steps):
+        weights = train_on_average_patches(average, labels, weights, eta, total - done)
+        done = total
+        profiles = energy_of_change(weights, init, basis)
+        mean = np.sqrt(np.mean(profiles ** 2, axis=0))
+        if random_labels:
+            exact = expected_random_label_profile(moments, basis, eta, total, filters, init_std)
+        else:  # the same label vectors, exactly (init's share is negligible at small init_std)
+            changes = np.stack([exact_change(Moments.of(average, y), eta, total, filters)
+                                for y in np.unique(labels, axis=0)])
+            exact = np.sqrt(np.mean((changes @ basis) ** 2, axis=0))
+        formula = formula_profile(lambdas, eta * filters / patches_per_image, total)
+        fit = fit_formula(mean, lambdas)
+        best = formula_profile(lambdas, fit.eta, fit.t)
+        corr = lambda a, b: float(np.corrcoef(a, b)[0, 1])  # noqa: E731
+        summary.append({
+            "data": name, "steps": total, "runs": len(labels), "filters": filters, "eta": eta,
+            "mean_vs_exact": corr(mean, exact), "mean_vs_formula": corr(mean, formula),
+            "mean_vs_formula_best_fit": fit.correlation,
+            "single_vs_exact_median": float(np.median([corr(p, exact) for p in profiles])),
+            "single_vs_formula_median": float(np.median([corr(p, formula) for p in profiles]))})
+        panel = f"{name}, t = {total}"
+        series = [("exact", exact, "prediction", f"exact linear (r = {corr(mean, exact):.3f})"),
+                  ("formula", formula, "prediction",
+                   f"formula, known t (r = {corr(mean, formula):.3f})"),
+                  ("formula_fit", best, "prediction",
+                   f"formula, best t (r = {fit.correlation:.3f})"),
+                  ("mean", mean, "measured", f"mean of {len(labels)} runs")]
+        series += [(f"run{i}", profiles[i], "single", "single runs")
+                   for i in range(min(show_runs, len(profiles)))]
+        for key, values, style, label in series:
+            curves.append(pd.DataFrame({"panel": panel, "series": key, "style": style,
+                                        "label": label, "component": np.arange(1, len(values) + 1),
+                                        "value": values}))
+    return pd.concat(curves, ignore_index=True), pd.DataFrame(summary)
 

@@ -57,10 +57,18 @@ def fit_formula(profile, lambdas, eta: float = 1e-7, tau_range=(1e-4, 1e4),
     if profile.shape != lambdas.shape:
         raise InputError(f"profile of {profile.shape[0]} components against "
                          f"{lambdas.shape[0]} patch lambdas")
+    correlation, tau = best_tau(profile, lambda tau: formula_profile(lambdas, eta, tau / eta),
+                                tau_range, grid)
+    return Fit(correlation, tau, tau / eta, eta)
+
+
+def best_tau(profile, predict, tau_range=(1e-4, 1e4), grid: int = 2001) -> tuple[float, float]:
+    """(best Pearson correlation, tau) of `predict(tau)` against `profile`: a log grid over
+    `tau_range`, then a bounded 1-D refinement around the best grid point."""
+    profile = np.asarray(profile, np.float64)
 
     def correlation(log_tau):
-        predicted = formula_profile(lambdas, eta, np.exp(log_tau) / eta)
-        return np.corrcoef(predicted, profile)[0, 1]
+        return np.corrcoef(predict(np.exp(log_tau)), profile)[0, 1]
 
     logs = np.linspace(np.log(tau_range[0]), np.log(tau_range[1]), grid)
     scores = np.array([correlation(v) for v in logs])
@@ -69,5 +77,4 @@ def fit_formula(profile, lambdas, eta: float = 1e-7, tau_range=(1e-4, 1e4),
     refined = minimize_scalar(lambda v: -correlation(v), bounds=(low, high), method="bounded",
                               options={"xatol": 1e-8})
     log_tau = refined.x if -refined.fun >= scores[best] else logs[best]
-    tau = float(np.exp(log_tau))
-    return Fit(float(correlation(log_tau)), tau, tau / eta, eta)
+    return float(correlation(log_tau)), float(np.exp(log_tau))

@@ -79,4 +79,5 @@ def default_targets():
         + patch_figures("spectrum")
         + patch_figures("components")
         + [path for name in supported_training_figures() for path in training_figure(name)]
+        + theory_targets()
     )

@@ -24,6 +24,10 @@ pretrained:
   dataset: toy
   models: {k3: [], k5: []}
   weight_files: {a3: {path: w3.npy}, b3: {path: b3.pt, tensor: conv1.weight}, c5: {path: w5.npy}}
+theory:
+  datasets: [toy]
+  linear_cnn: {runs: 6, steps: [10, 50], synthetic_images: 40, tiles: 3}
+  whitening: {k: 5, images: 20, random_banks: 3, max_distance: 6}
 training: {epochs: 2, n_train: 48, n_test: 9, batch_size: 16}
 experiments:
   labels: {datasets: [toy], first_widths: [8], widths: [0.0625], seeds: [0, 1], labels: [true, random]}
@@ -93,6 +97,31 @@ def test_training_grid_tables_and_figures(full_run):
     metrics = pd.read_csv(full_run / "results" / "tables" / "training" / "metrics.csv")
     assert len(metrics) == 7 * 2
     assert "resuming" not in (full_run / "logs" / "train" / runs[0].replace(".h5", ".log")).read_text()
+
+
+def test_theory_tables_and_figures(full_run):
+    results = full_run / "results"
+    for name in ("k3_formula", "k3_label_stats", "k3_linear_cnn", "whitening"):
+        assert (results / "figures" / "theory" / "toy" / f"{name}.png").stat().st_size > 1000, name
+    for name in ("fits", "fitted_t"):
+        assert (results / "figures" / "theory" / f"{name}.png").stat().st_size > 1000, name
+    filters = sorted(p.name for p in (results / "figures" / "theory" / "filters").glob("*.png"))
+    assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.png" in filters and len(filters) == 3
+    table = pd.read_csv(results / "tables" / "theory" / "table3.csv").set_index("network")
+    assert table.loc["random init", "n"] == 7  # every run's init is a baseline sample
+    assert table["formula_mean"].between(-1, 1).all() and table["exact_mean"].between(-1, 1).all()
+    fits = pd.read_csv(results / "tables" / "theory" / "fits.csv")
+    assert fits[fits["final"]]["run"].nunique() == 7 - 2  # frozen runs learn nothing to fit
+    summary = pd.read_csv(results / "tables" / "theory" / "toy" / "k3_linear_cnn.csv")
+    assert list(summary["steps"]) == [10, 50] * 3
+    # one-vs-rest labels are one fixed label vector per class: the exact prediction is exact
+    one_vs_rest = summary[summary["data"].str.contains("one-vs-rest")]
+    assert (one_vs_rest["mean_vs_exact"] > 0.999).all()
+    labels = pd.read_csv(results / "tables" / "theory" / "toy" / "k3_label_stats.csv")
+    assert len(labels) == 3 * 27 and labels["correlation"].between(-1, 1).all()
+    whitening = pd.read_csv(results / "tables" / "theory" / "toy" / "whitening.csv")
+    assert whitening.groupby("input")["distance"].max().eq(6).all()
+    assert set(whitening["input"]) >= {"RGB input", "trained first layer"}
 
 
 def test_patch_statistics_of_the_run_are_exact(full_run):

@@ -1,0 +1,213 @@
+# The linear-CNN theory: formula, fits to trained runs, the linear CNN itself, label statistics,
+# whitening and filters. Figures are named targets (fig_*); the cheap ones are in `all`.
+THEORY = config["theory"]
+
+
+def theory_figure(name, k=None):
+    """results/figures/theory/{dataset}/k{k}_{name}.{ext} for every theory dataset."""
+    return expand("results/figures/theory/{dataset}/k{k}_{name}.{ext}",
+                  dataset=THEORY["datasets"], k=k or THEORY["k"], name=name, ext=FIGURE_FORMATS)
+
+
+def learned_runs(dataset=None, labels=None):
+    """Runs of the grid whose first layer learns (optionally of one dataset / label setting)."""
+    return [name for name, entry in GRID.items()
+            if not entry["spec"].frozen and entry["spec"].inputs == "none"
+            and (dataset is None or entry["spec"].dataset == dataset)
+            and (labels is None or entry["spec"].labels == labels)]
+
+
+def filter_runs():
+    """One run per (dataset, arch, width, labels): the lowest seed."""
+    chosen = {}
+    for name in learned_runs():
+        spec = GRID[name]["spec"]
+        key = (spec.dataset, spec.arch, spec.first_width, spec.width, spec.labels)
+        if key not in chosen or spec.seed < GRID[chosen[key]]["spec"].seed:
+            chosen[key] = name
+    return sorted(chosen.values())
+
+
+def theory_targets():
+    targets = theory_figure("formula") + theory_figure("label_stats") + theory_figure("linear_cnn")
+    targets += expand("results/figures/theory/{dataset}/whitening.{ext}",
+                      dataset=THEORY["datasets"], ext=FIGURE_FORMATS)
+    if GRID:
+        targets += expand("results/figures/theory/{name}.{ext}", name=["fits", "fitted_t"],
+                          ext=FIGURE_FORMATS)
+        targets += expand("results/figures/theory/filters/{run}.{ext}", run=filter_runs(),
+                          ext=FIGURE_FORMATS)
+    return targets
+
+
+rule image_features:
+    """Each sampled image's average patch and its patch energy along every component."""
+    input:
+        dataset="resources/datasets/{dataset}.h5",
+        stats="results/patches/{dataset}/k{k}.h5",
+    output:
+        "results/theory/{dataset}/k{k}_images.h5",
+    log:
+        "logs/theory/{dataset}_k{k}_images.log",
+    resources:
+        mem_mb=3000,
+    script:
+        "../scripts/image_features.py"
+
+
+rule label_stats:
+    """Fig. 5: class indicators against per-image patch energy along each component."""
+    input:
+        "results/theory/{dataset}/k{k}_images.h5",
+    output:
+        table="results/tables/theory/{dataset}/k{k}_label_stats.csv",
+        pdf="results/figures/theory/{dataset}/k{k}_label_stats.pdf",
+        png=report("results/figures/theory/{dataset}/k{k}_label_stats.png",
+                   caption="../report/label_stats.rst", category="Theory",
+                   labels={"figure": "label statistics", "dataset": "{dataset}", "k": "{k}"}),
+    log:
+        "logs/theory/{dataset}_k{k}_label_stats.log",
+    script:
+        "../scripts/label_stats.py"
+
+
+rule linear_cnn:
+    """The theory's linear CNN over many label draws, on synthetic independent patches and on
+    the real images, against the exact prediction and the paper's formula."""
+    input:
+        features="results/theory/{dataset}/k{k}_images.h5",
+        stats="results/patches/{dataset}/k{k}.h5",
+    output:
+        summary="results/tables/theory/{dataset}/k{k}_linear_cnn.csv",
+        curves="results/tables/theory/{dataset}/k{k}_linear_cnn_curves.csv",
+        pdf="results/figures/theory/{dataset}/k{k}_linear_cnn.pdf",
+        png=report("results/figures/theory/{dataset}/k{k}_linear_cnn.png",
+                   caption="../report/linear_cnn.rst", category="Theory",
+                   labels={"figure": "linear CNN", "dataset": "{dataset}", "k": "{k}"}),
+    params:
+        settings=THEORY["linear_cnn"],
+    log:
+        "logs/theory/{dataset}_k{k}_linear_cnn.log",
+    benchmark:
+        "benchmarks/theory/{dataset}_k{k}_linear_cnn.tsv"
+    threads: 2
+    resources:
+        mem_mb=3000,
+    script:
+        "../scripts/linear_cnn.py"
+
+
+rule formula_figure:
+    """Fig. 4: the formula's profile at several t for the dataset's patch spectrum."""
+    input:
+        "results/patches/{dataset}/k{k}.h5",
+    output:
+        pdf="results/figures/theory/{dataset}/k{k}_formula.pdf",
+        png=report("results/figures/theory/{dataset}/k{k}_formula.png",
+                   caption="../report/formula.rst", category="Theory",
+                   labels={"figure": "formula vs t", "dataset": "{dataset}", "k": "{k}"}),
+    log:
+        "logs/theory/{dataset}_k{k}_formula.log",
+    script:
+        "../scripts/formula_figure.py"
+
+
+rule formula_fits:
+    """Table 3 and Figs. 7, 14-16: the formula and the exact linear prediction fitted to every
+    run at every recorded step; the random-init baseline; fitted t against the SGD step."""
+    input:
+        profiles="results/tables/training/profiles.csv",
+        stats=expand("results/patches/{dataset}/k3.h5", dataset=TRAINING_DATASETS),
+        features=expand("results/theory/{dataset}/k3_images.h5", dataset=TRAINING_DATASETS),
+    output:
+        fits="results/tables/theory/fits.csv",
+        table="results/tables/theory/table3.csv",
+        curves="results/tables/theory/fit_curves.csv",
+        pdf="results/figures/theory/fits.pdf",
+        png=report("results/figures/theory/fits.png", caption="../report/fits.rst",
+                   category="Theory", labels={"figure": "Table 3 fits"}),
+        t_pdf="results/figures/theory/fitted_t.pdf",
+        t_png=report("results/figures/theory/fitted_t.png", caption="../report/fitted_t.rst",
+                     category="Theory", labels={"figure": "fitted t vs SGD step"}),
+    params:
+        eta=THEORY["eta"],
+        tau_range=THEORY["tau_range"],
+    log:
+        "logs/theory/formula_fits.log",
+    script:
+        "../scripts/formula_fits.py"
+
+
+rule whitening:
+    """Fig. 6: autocorrelation of responses against distance for RGB, random init, the trained
+    first layers of the dataset's true-label runs and the ideal whitening bank."""
+    input:
+        dataset="resources/datasets/{dataset}.h5",
+        stats=lambda wc: f"results/patches/{wc.dataset}/k{THEORY['whitening']['k']}.h5",
+        runs=lambda wc: expand("results/runs/{run}.h5", run=learned_runs(wc.dataset, "true")),
+    output:
+        table="results/tables/theory/{dataset}/whitening.csv",
+        pdf="results/figures/theory/{dataset}/whitening.pdf",
+        png=report("results/figures/theory/{dataset}/whitening.png",
+                   caption="../report/whitening.rst", category="Theory",
+                   labels={"figure": "whitening", "dataset": "{dataset}"}),
+    params:
+        settings=THEORY["whitening"],
+    log:
+        "logs/theory/{dataset}_whitening.log",
+    threads: 2
+    resources:
+        mem_mb=3000,
+    script:
+        "../scripts/whitening.py"
+
+
+rule filters_figure:
+    """Fig. 19: a run's first-layer filters at the end of training."""
+    input:
+        "results/runs/{run}.h5",
+    output:
+        pdf="results/figures/theory/filters/{run}.pdf",
+        png=report("results/figures/theory/filters/{run}.png", caption="../report/filters.rst",
+                   category="Filters", labels={"figure": "filters", "run": "{run}"}),
+    log:
+        "logs/theory/filters_{run}.log",
+    script:
+        "../scripts/filters_figure.py"
+
+
+rule fig_formula:
+    input:
+        theory_figure("formula"),
+
+
+rule fig_label_stats:
+    input:
+        theory_figure("label_stats"),
+
+
+rule fig_linear_cnn:
+    input:
+        theory_figure("linear_cnn"),
+
+
+rule fig_whitening:
+    input:
+        expand("results/figures/theory/{dataset}/whitening.{ext}", dataset=THEORY["datasets"],
+               ext=FIGURE_FORMATS),
+
+
+rule fig_fits:
+    input:
+        expand("results/figures/theory/{name}.{ext}", name=["fits", "fitted_t"], ext=FIGURE_FORMATS),
+
+
+rule fig_filters:
+    input:
+        expand("results/figures/theory/filters/{run}.{ext}", run=filter_runs(), ext=FIGURE_FORMATS),
+
+
+rule theory:
+    """Every theory figure and table of the configured datasets and grid."""
+    input:
+        theory_targets(),

@@ -1,0 +1,10 @@
+"""Rule `filters_figure`: a run's first-layer filters at the end of training (Fig. 19)."""
+from firstlayer.logs import job
+from firstlayer.theory_plots import filters
+from firstlayer.training import read_run
+
+with job(snakemake.log[0]):
+    run = read_run(snakemake.input[0])
+    filters(run.final, f"{snakemake.wildcards.run}: first layer after {run.spec.epochs} epochs",
+            snakemake.output.pdf, snakemake.output.png)
+    print(f"wrote {snakemake.output.png}")
