@@ -145,12 +145,23 @@ def _check_semantics(config: dict) -> None:
         if name not in datasets:
             raise ConfigError(f"config error: patches.datasets[{position}] = {name!r}; "
                               f"allowed: a key of datasets ({known})")
+    from .manipulations import check_labels, check_transform
+
     for block, spec in config["experiments"].items():
         for position, name in enumerate(spec["datasets"]):
             if name not in datasets:
                 raise ConfigError(f"config error: experiments.{block}.datasets[{position}] = "
                                   f"{name!r}; allowed: a key of datasets ({known})")
+        for key, check in (("labels", check_labels), ("inputs", check_transform)):
+            for position, name in enumerate(spec.get(key, [])):
+                try:
+                    check(name)
+                except InputError as error:
+                    raise ConfigError(f"config error: experiments.{block}.{key}[{position}] = "
+                                      f"{name!r}; {str(error).split('; ', 1)[1]}") from None
     theory = config["theory"]
+    if theory["datasets"] is None:
+        theory["datasets"] = list(config["patches"]["datasets"])
     for position, name in enumerate(theory["datasets"]):
         if name not in datasets:
             raise ConfigError(f"config error: theory.datasets[{position}] = {name!r}; "

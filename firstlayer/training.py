@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from .datasets import DatasetFile, selected_chunks
 from .errors import InputError
 from .h5io import atomic_h5, open_checked
-from .manipulations import apply_labels, apply_transform
+from .manipulations import (Context, apply_labels, apply_transform, check_labels,
+                            check_transform)
 from .models import build
 
 FORMAT = "firstlayer.run"
@@ -106,21 +107,26 @@ def _tensor(images_nhwc: np.ndarray, mean, std, device) -> torch.Tensor:
 
 
 def prepare_data(spec: RunSpec, dataset_path, device):
-    """Training and test tensors on the device, standardised by the dataset's own mean/std."""
+    """Training and test tensors on the device, standardised by the dataset's own mean/std,
+    with the run's label setting and input transform applied."""
+    check_labels(spec.labels)
+    check_transform(spec.inputs)
     with DatasetFile(dataset_path) as data:
         train_labels = data.labels("train")
         subset = balanced_subset(train_labels, spec.n_train, spec.subset_seed)
         train_images = _read(data.images("train"), subset)
-        labels = apply_labels(spec.labels, train_labels[subset], train_images,
-                              derive_seed(spec.seed, "labels"))
         test_labels = data.labels("test")
         test_subset = balanced_subset(test_labels, spec.n_test, spec.subset_seed) \
             if len(test_labels) else np.arange(0)
         test_images = _read(data.images("test"), test_subset)
         mean, std, classes = data.mean, data.std, len(data.class_names)
-    x = apply_transform(spec.inputs, _tensor(train_images, mean, std, device),
+    context = Context(train_images, mean, std)
+    labels = apply_labels(spec.labels, train_labels[subset], context,
+                          derive_seed(spec.seed, "labels"))
+    classes = max(classes, int(labels.max()) + 1)  # decile labels: 10 classes on any dataset
+    x = apply_transform(spec.inputs, _tensor(train_images, mean, std, device), context,
                         derive_seed(spec.seed, "inputs"))
-    x_test = apply_transform(spec.inputs, _tensor(test_images, mean, std, device),
+    x_test = apply_transform(spec.inputs, _tensor(test_images, mean, std, device), context,
                              derive_seed(spec.seed, "inputs"))
     return {"x": x, "y": torch.from_numpy(labels).to(device), "x_test": x_test,
             "y_test": torch.from_numpy(test_labels[test_subset]).to(device), "classes": classes,

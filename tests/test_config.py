@@ -72,7 +72,7 @@ def test_string_overrides_are_coerced(config):
     ({"patches__normalization": "imagenet"}, "patches.normalization = 'imagenet'; allowed: dataset, unit"),
     ({"patches__strategy": "fast"}, "patches.strategy = 'fast'; allowed: auto, band, unfold"),
     ({"patches__colour": 1}, "unknown key 'colour' in patches; allowed keys: chunk_images, datasets"),
-    ({"patchez": {}}, "unknown key 'patchez' in (top level); allowed keys: datasets, experiments, patches, pretrained, training"),
+    ({"patchez": {}}, "unknown key 'patchez' in (top level); allowed keys: datasets, experiments, patches, pretrained, theory, training"),
     ({"patches__datasets": ["cifar"]}, "patches.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
     ({"pretrained__dataset": "imagenet"}, "pretrained.dataset = 'imagenet'; allowed: a key of datasets"),
     ({"pretrained__input_space": "pixels"}, "pretrained.input_space = 'pixels'; allowed: model, raw"),
@@ -97,6 +97,12 @@ def test_string_overrides_are_coerced(config):
     ({"experiments": {"a": {"datasets": ["toy"], "first_widths": [0]}}}, "experiments.a.first_widths[0] = 0; must be >= 1"),
     ({"experiments": {"a": {"datasets": ["toy"], "labels": ["shuffled"]}}}, "experiments.a.labels[0] = 'shuffled'; allowed: true, random"),
     ({"experiments": {"a": {"datasets": ["cifar"]}}}, "experiments.a.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
+    ({"experiments": {"a": {"datasets": ["toy"], "inputs": ["blur"]}}}, "experiments.a.inputs[0] = 'blur'; allowed: none, scaleNxA"),
+    ({"experiments": {"a": {"datasets": ["toy"], "labels": ["decile0"]}}}, "experiments.a.labels[0] = 'decile0'; allowed: true, random, decileN"),
+    ({"theory__datasets": ["cifar"]}, "theory.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
+    ({"theory__tau_range": [10, 1]}, "theory.tau_range = [10, 1]; allowed: [low, high] with 0 < low < high"),
+    ({"theory__whitening": {"k": 4}}, "theory.whitening.k = 4; allowed: an odd patch size"),
+    ({"theory__linear_cnn": {"steps": [0]}}, "theory.linear_cnn.steps[0] = 0; must be >= 1"),
     ({"experiments": {"a": {"datasets": ["toy"], "settings": {"lr": 0}}}}, "experiments.a.settings.lr = 0; must be > 0"),
 ])
 def test_bad_values(config, changes, expected):
