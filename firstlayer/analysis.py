@@ -51,12 +51,14 @@ def _summary(table: str, comparison: str, dataset: str, values: list[float]) -> 
 
 def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
     """Tables 1 and 2 of the paper as mean ± std of profile correlations over all eligible
-    pairs (or runs), per dataset. Learned profiles are of the change from initialisation."""
+    pairs (or runs) of unmanipulated inputs, per dataset. Learned profiles are of the change
+    from initialisation."""
     final = final_profiles(profiles)
     change = _vectors(final, "energy")
     init = _vectors(profiles[profiles["step"] == 0], "energy_raw")  # raw profile at step 0
     runs = final.drop_duplicates("run").set_index("run")[SPEC_COLUMNS]
-    learned = runs[~runs["frozen"]]
+    # Tables 1-2 are about unmanipulated data: manipulated runs have their own analysis
+    learned = runs[~runs["frozen"] & (runs["inputs"] == "none")]
     rows = []
     for dataset, group in learned.groupby("dataset"):
         true, random = group[group["labels"] == "true"], group[group["labels"] == "random"]

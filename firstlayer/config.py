@@ -137,6 +137,15 @@ def _check_semantics(config: dict) -> None:
             if not Path(spec["path"]).exists():
                 raise ConfigError(f"config error: datasets.{key}.path = {spec['path']!r}; "
                                   f"no such file or folder")
+        if source == "subset":
+            parent = spec.get("of")
+            if parent not in datasets or datasets[parent]["source"] == "subset":
+                allowed = ", ".join(k for k, v in datasets.items() if v["source"] != "subset")
+                raise ConfigError(f"config error: datasets.{key}.of = {parent!r}; allowed: a key "
+                                  f"of datasets that is not itself a subset ({allowed})")
+            if not spec.get("classes"):
+                raise ConfigError(f"config error: datasets.{key}.classes = "
+                                  f"{spec.get('classes')!r}; a subset needs at least two class names")
         if source == "torchvision" and spec.get("archive") and not Path(spec["archive"]).exists():
             raise ConfigError(f"config error: datasets.{key}.archive = {spec['archive']!r}; "
                               f"no such file or folder")

@@ -396,7 +396,33 @@ def selected_chunks(images, indices, chunk: int):
         yield block[part - part[0]]
 
 
-def build_dataset(key: str, spec: dict, out_path, download_root, progress=None) -> None:
+def load_subset(parent_path, classes: list[str], key: str = "?") -> Splits:
+    """The images of some classes of another dataset file, relabelled 0..len(classes)-1 in
+    the order given (e.g. CIFAR-10 automobile vs truck)."""
+    with DatasetFile(parent_path) as parent:
+        missing = [name for name in classes if name not in parent.class_names]
+        if missing:
+            raise DatasetError(f"datasets.{key}.classes: {missing[0]!r} is not a class of "
+                               f"{parent_path}; allowed: {', '.join(parent.class_names)}")
+        wanted = [parent.class_names.index(name) for name in classes]
+        images, labels = {}, {}
+        for split in SPLITS:
+            all_labels = parent.labels(split)
+            indices = np.flatnonzero(np.isin(all_labels, wanted))
+            data = parent.images(split)
+            images[split] = (np.concatenate(list(selected_chunks(data, indices, 4096)))
+                             if len(indices) else np.zeros((0, *parent.shape), np.uint8))
+            # relabel in the order the classes were listed, not their order in the parent
+            relabel = np.full(len(parent.class_names), -1, np.int64)
+            relabel[wanted] = np.arange(len(wanted))
+            labels[split] = relabel[all_labels[indices]]
+        return Splits(images, labels, list(classes), source=f"subset:{parent_path}",
+                      source_sha256=parent.source_sha256,
+                      notes={"parent": str(parent_path), "classes": list(classes)})
+
+
+def build_dataset(key: str, spec: dict, out_path, download_root, progress=None,
+                  parent_path=None) -> None:
     """Build the dataset file for config entry `key` with settings `spec` (see config/schema)."""
     source = spec["source"]
     if source == "torchvision":
@@ -409,6 +435,9 @@ def build_dataset(key: str, spec: dict, out_path, download_root, progress=None) 
         splits = load_npz(spec["path"], spec.get("images", "x"), spec.get("labels", "y"),
                           spec.get("test_images"), spec.get("test_labels"),
                           spec.get("class_names"))
+    elif source == "subset":
+        splits = load_subset(parent_path, spec["classes"], key)
     else:
-        raise DatasetError(f"datasets.{key}.source={source!r}; allowed: torchvision, imagefolder, npz")
+        raise DatasetError(f"datasets.{key}.source={source!r}; allowed: torchvision, "
+                           f"imagefolder, npz, subset")
     write_dataset(out_path, splits, provenance={"dataset": key, "spec": spec, **splits.notes})

@@ -1,5 +1,16 @@
+def parent_dataset(wildcards):
+    """A subset dataset is built from its parent's file; other sources need no input."""
+    spec = config["datasets"].get(wildcards.dataset, {})
+    if spec.get("source") == "subset":
+        return {"parent": f"resources/datasets/{spec['of']}.h5"}
+    return {}
+
+
 rule dataset:
-    """One dataset as uint8 NHWC images + labels (torchvision download, ImageFolder or npz)."""
+    """One dataset as uint8 NHWC images + labels (torchvision download, ImageFolder, npz, or
+    some classes of another dataset)."""
+    input:
+        unpack(parent_dataset),
     output:
         "resources/datasets/{dataset}.h5",
     params:

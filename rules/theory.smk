@@ -28,6 +28,11 @@ def filter_runs():
     return sorted(chosen.values())
 
 
+def manipulated_runs():
+    return [name for name, entry in GRID.items()
+            if entry["spec"].labels.startswith("decile") or entry["spec"].inputs != "none"]
+
+
 def theory_targets():
     targets = theory_figure("formula") + theory_figure("label_stats") + theory_figure("linear_cnn")
     targets += expand("results/figures/theory/{dataset}/whitening.{ext}",
@@ -37,6 +42,8 @@ def theory_targets():
                           ext=FIGURE_FORMATS)
         targets += expand("results/figures/theory/filters/{run}.{ext}", run=filter_runs(),
                           ext=FIGURE_FORMATS)
+    if manipulated_runs():
+        targets += expand("results/figures/theory/manipulations.{ext}", ext=FIGURE_FORMATS)
     return targets
 
 
@@ -211,3 +218,29 @@ rule theory:
     """Every theory figure and table of the configured datasets and grid."""
     input:
         theory_targets(),
+
+
+
+rule manipulations:
+    """Figs. 8, 17, 18: energy-decile labels and scaled components against unmanipulated runs."""
+    input:
+        profiles="results/tables/training/profiles.csv",
+        stats=expand("results/patches/{dataset}/k3.h5", dataset=TRAINING_DATASETS),
+    output:
+        runs="results/tables/theory/manipulations.csv",
+        summary="results/tables/theory/manipulations_summary.csv",
+        pdf="results/figures/theory/manipulations.pdf",
+        png=report("results/figures/theory/manipulations.png",
+                   caption="../report/manipulations.rst", category="Theory",
+                   labels={"figure": "manipulations"}),
+    params:
+        eta=THEORY["eta"],
+    log:
+        "logs/theory/manipulations.log",
+    script:
+        "../scripts/manipulations.py"
+
+
+rule fig_manipulations:
+    input:
+        expand("results/figures/theory/manipulations.{ext}", ext=FIGURE_FORMATS),

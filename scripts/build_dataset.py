@@ -8,5 +8,6 @@ with job(snakemake.log[0]):
     print(f"building dataset {name!r} from {spec}")
     build_dataset(name, dict(snakemake.params.spec), snakemake.output[0],
                   snakemake.params.download_root,
-                  progress=lambda n: print(f"  read {n} images", flush=True))
+                  progress=lambda n: print(f"  read {n} images", flush=True),
+                  parent_path=snakemake.input.get("parent"))
     print(f"wrote {snakemake.output[0]}")

@@ -8,7 +8,7 @@ from firstlayer.logs import job
 with job(snakemake.log[0]):
     figure, out = snakemake.wildcards.figure, (snakemake.output.pdf, snakemake.output.png)
     profiles = pd.read_csv(snakemake.input.profiles)
-    learned = final_profiles(profiles[~profiles["frozen"]])
+    learned = final_profiles(profiles[~profiles["frozen"] & (profiles["inputs"] == "none")])
     if figure == "true_vs_random":
         plots.true_vs_random(with_both(learned, "labels", ("true", "random")), *out)
     elif figure == "consistency":

@@ -99,6 +99,8 @@ def test_string_overrides_are_coerced(config):
     ({"experiments": {"a": {"datasets": ["cifar"]}}}, "experiments.a.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
     ({"experiments": {"a": {"datasets": ["toy"], "inputs": ["blur"]}}}, "experiments.a.inputs[0] = 'blur'; allowed: none, scaleNxA"),
     ({"experiments": {"a": {"datasets": ["toy"], "labels": ["decile0"]}}}, "experiments.a.labels[0] = 'decile0'; allowed: true, random, decileN"),
+    ({"datasets__pair": {"source": "subset", "of": "nope", "classes": ["a", "b"]}}, "datasets.pair.of = 'nope'; allowed: a key of datasets that is not itself a subset (toy)"),
+    ({"datasets__pair": {"source": "subset", "of": "toy", "classes": ["a"]}}, "datasets.pair.classes = ['a']; must have at least 2 entries"),
     ({"theory__datasets": ["cifar"]}, "theory.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
     ({"theory__tau_range": [10, 1]}, "theory.tau_range = [10, 1]; allowed: [low, high] with 0 < low < high"),
     ({"theory__whitening": {"k": 4}}, "theory.whitening.k = 4; allowed: an odd patch size"),

@@ -298,3 +298,32 @@ def test_real_cifar10_npz(shared_data):
     splits = load_npz(shared_data / "cifar10-train4000-lossless.npz")
     assert splits.images["train"].shape == (4000, 32, 32, 3)
     assert splits.labels["train"].max() == 9
+
+
+def test_a_subset_keeps_the_named_classes_relabelled_in_order(tmp_path):
+    from firstlayer.datasets import DatasetFile, Splits, build_dataset, write_dataset
+
+    images = np.arange(40 * 4 * 4 * 3, dtype=np.uint8).reshape(40, 4, 4, 3)
+    labels = np.arange(40) % 4
+    write_dataset(tmp_path / "parent.h5", Splits({"train": images[:32], "test": images[32:]},
+                                                 {"train": labels[:32], "test": labels[32:]},
+                                                 ["cat", "dog", "frog", "ship"], "p", "0" * 64))
+    build_dataset("pair", {"source": "subset", "of": "parent", "classes": ["frog", "cat"]},
+                  tmp_path / "pair.h5", None, parent_path=tmp_path / "parent.h5")
+    with DatasetFile(tmp_path / "pair.h5") as pair:
+        assert pair.class_names == ["frog", "cat"]
+        train = pair.labels("train")
+        assert np.array_equal(pair.images("train")[()], images[:32][np.isin(labels[:32], [0, 2])])
+        assert np.array_equal(train, np.where(labels[:32][np.isin(labels[:32], [0, 2])] == 2, 0, 1))
+        assert pair.count("test") == 4
+
+
+def test_a_subset_with_an_unknown_class_names_the_allowed_ones(tmp_path):
+    from firstlayer.datasets import DatasetError, Splits, load_subset, write_dataset
+
+    images = np.zeros((8, 4, 4, 3), np.uint8)
+    write_dataset(tmp_path / "parent.h5", Splits({"train": images, "test": images[:0]},
+                                                 {"train": np.arange(8) % 2, "test": np.arange(0)},
+                                                 ["cat", "dog"], "p", "0" * 64))
+    with pytest.raises(DatasetError, match="'car' is not a class of .*; allowed: cat, dog"):
+        load_subset(tmp_path / "parent.h5", ["car", "dog"], "pair")
