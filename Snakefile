@@ -30,3 +30,23 @@ rule all:
     default_target: True
     input:
         default_targets(),
+
+
+# On a cluster these run where Snakemake runs: downloads need the internet (often only on the
+# login node), and figures and small tables take seconds, less than a scheduler round-trip.
+localrules:
+    all,
+    theory,
+    pretrained,
+    dataset,
+    first_layer,
+    plot_patch_spectrum,
+    plot_patch_components,
+    plot_pretrained_profiles,
+    plot_pretrained_heatmap,
+    plot_training,
+    consistency_tables,
+    label_stats,
+    formula_figure,
+    filters_figure,
+    manipulations,

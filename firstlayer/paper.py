@@ -22,7 +22,7 @@ def _read(root: Path, name: str) -> pd.DataFrame | None:
 
 
 def _pm(mean, std) -> str:
-    return f"{mean:.2f} ± {std:.2f}"
+    return f"{mean:.3f} ± {std:.3f}"
 
 
 def scale(root: Path, result_set: str) -> str:
@@ -62,7 +62,7 @@ def autocorrelation(root, result_set, prefix, distance=10):
     if table is None:
         return None
     rows = table[table["input"].str.startswith(prefix) & (table["distance"] == distance)]
-    return None if rows.empty else f"{rows['mean'].iloc[0]:.2f}"
+    return None if rows.empty else f"{rows['mean'].iloc[0]:.3f}"
 
 
 def linear_cnn(root, result_set, data, column):
@@ -73,7 +73,7 @@ def linear_cnn(root, result_set, data, column):
     if rows.empty:
         return None
     low, high = rows[column].min(), rows[column].max()
-    return f"{low:.2f}–{high:.2f} (t = {', '.join(str(s) for s in rows['steps'])})"
+    return f"{low:.3f}–{high:.3f} (t = {', '.join(str(s) for s in rows['steps'])})"
 
 
 def manipulation(root, result_set, startswith):
@@ -85,7 +85,10 @@ def manipulation(root, result_set, startswith):
         f"{r.comparison.split(' vs ')[0]}: {_pm(r.mean, r.std)}" for r in rows.itertuples())
 
 
-# (quantity, paper value, paper scale, result set, lookup, target that produces it)
+IMAGES = "10,000 CIFAR-10 training images (JPEG copy)"
+LINEAR = "linear CNN, 8 filters, 64 label draws, " + IMAGES
+# (quantity, paper value, paper scale, result set, lookup, target that produces it[, our scale
+# when it is not that of the result set's trained runs])
 PAPER_SCALE = "VGG11 full width, all 50,000 CIFAR-10 images, 30 epochs (100 random labels), GPU"
 ROWS = [
     ("profile correlation across seeds", "0.97–0.99", PAPER_SCALE, "default",
@@ -105,20 +108,22 @@ ROWS = [
     ("formula fit, ImageNet models", "0.90", "torchvision ImageNet weights", "pretrained",
      lambda r, s: None, "pretrained (downloads the weights)"),
     ("autocorrelation at 10 px, RGB", "> 0.5", "CIFAR-10", "default",
-     lambda r, s: autocorrelation(r, s, "RGB"), "fig_whitening"),
+     lambda r, s: autocorrelation(r, s, "RGB"), "fig_whitening", "1,000 of " + IMAGES),
     ("autocorrelation at 10 px, learned layer", "≈ 0.2", PAPER_SCALE, "default",
      lambda r, s: autocorrelation(r, s, "trained first layer"), "fig_whitening"),
     ("autocorrelation at 10 px, whitening", "0", "ideal whitening", "default",
-     lambda r, s: autocorrelation(r, s, "ideal whitening"), "fig_whitening"),
+     lambda r, s: autocorrelation(r, s, "ideal whitening"), "fig_whitening",
+     "ZCA of 7x7 patches, 1,000 of " + IMAGES),
     ("decile labels vs random labels", "profiles diverge (Fig. 17)", PAPER_SCALE, "extended",
      lambda r, s: manipulation(r, s, "decile"), "fig_manipulations"),
     ("beyond the paper: exact linear prediction fit, trained VGG11", "—", "—", "default",
      lambda r, s: fit(r, s, "vgg11", column="exact"), "fig_fits"),
     ("beyond the paper: linear CNN (random labels) vs exact prediction", "—", "—", "default",
-     lambda r, s: linear_cnn(r, s, "cifar10, random labels", "mean_vs_exact"), "fig_linear_cnn"),
+     lambda r, s: linear_cnn(r, s, "cifar10, random labels", "mean_vs_exact"), "fig_linear_cnn",
+     LINEAR),
     ("beyond the paper: linear CNN (random labels) vs formula, best t", "—", "—", "default",
      lambda r, s: linear_cnn(r, s, "cifar10, random labels", "mean_vs_formula_best_fit"),
-     "fig_linear_cnn"),
+     "fig_linear_cnn", LINEAR),
 ]
 
 
@@ -129,9 +134,10 @@ def paper_block(root) -> str:
              "committed tables; correlations are mean ± std over pairs or runs.", "",
              "| quantity | paper | paper's scale | this project | our scale (result set) |",
              "|---|---|---|---|---|"]
-    for quantity, paper, paper_scale, result_set, lookup, target in ROWS:
+    for quantity, paper, paper_scale, result_set, lookup, target, *own_scale in ROWS:
         ours = lookup(root, result_set) or f"not in the committed results (target `{target}`)"
-        our_scale = scale(root, result_set) if result_set != "pretrained" else "—"
+        our_scale = own_scale[0] if own_scale else (
+            scale(root, result_set) if result_set != "pretrained" else "—")
         lines.append(f"| {quantity} | {paper} | {paper_scale} | {ours} | {our_scale} "
                      f"(`{result_set}`) |")
     return "\n".join(lines + ["", "<!-- results:paper:end -->"])

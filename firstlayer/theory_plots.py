@@ -114,23 +114,28 @@ def whitening_curves(table: pd.DataFrame, *paths) -> None:
         save(fig, *paths)
 
 
-def filters(weights, title: str, *paths) -> None:
-    """Fig. 19: a filter bank (K, C, k, k) as images, each with its own symmetric range."""
-    weights = np.asarray(weights, np.float64)
-    count, channels, k = weights.shape[0], weights.shape[1], weights.shape[2]
+def filters(banks: dict, title: str, *paths) -> None:
+    """Fig. 19: filter banks (K, C, k, k) side by side (e.g. after training and the change from
+    init), each filter as an image with its own symmetric range (grey = 0)."""
+    banks = {name: np.asarray(weights, np.float64) for name, weights in banks.items()}
+    count = next(iter(banks.values())).shape[0]
     columns = int(np.ceil(np.sqrt(count)))
     rows = -(-count // columns)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.6, rows * 0.6 + 0.4),
-                                 squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            ax.set_axis_off()
-            if i >= count:
-                continue
-            image = component_image(weights[i].reshape(-1), channels, k)
-            if channels == 1:
-                ax.imshow(image[..., 0], cmap="RdBu_r", vmin=0, vmax=1, interpolation="nearest")
-            else:
-                ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
-        fig.suptitle(title, fontsize=8)
+        fig = plt.figure(figsize=(len(banks) * (columns * 0.6 + 0.3), rows * 0.6 + 0.7))
+        for panel, (name, weights) in zip(fig.subfigures(1, len(banks), squeeze=False).flat,
+                                          banks.items()):
+            channels, k = weights.shape[1], weights.shape[2]
+            axes = panel.subplots(rows, columns, squeeze=False)
+            for i, ax in enumerate(axes.flat):
+                ax.set_axis_off()
+                if i >= count:
+                    continue
+                image = component_image(weights[i].reshape(-1), channels, k)
+                if channels == 1:
+                    ax.imshow(image[..., 0], cmap="RdBu_r", vmin=0, vmax=1, interpolation="nearest")
+                else:
+                    ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+            panel.suptitle(name, fontsize=8)
+        fig.suptitle(title, fontsize=8, y=1.02)
         save(fig, *paths)

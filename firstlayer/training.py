@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .datasets import DatasetFile, selected_chunks
+from .devices import select_device
 from .errors import InputError
 from .h5io import atomic_h5, open_checked
 from .manipulations import (Context, apply_labels, apply_transform, check_labels,
@@ -94,10 +95,6 @@ def record_steps(steps_per_epoch: int, epochs: int) -> set[int]:
     return steps
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _tensor(images_nhwc: np.ndarray, mean, std, device) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(images_nhwc)).to(device)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
@@ -165,7 +162,7 @@ def evaluate(model, x, y, spec, device, batch: int = 1000) -> tuple[float, float
 
 def train(spec: RunSpec, dataset_path, out_path, checkpoint_path, device=None, log=print) -> dict:
     """Train one network, checkpointing every epoch, and write its run file (docs/formats.md)."""
-    device = torch.device(device) if device else default_device()
+    device = torch.device(device) if device else select_device(log)
     if spec.epochs < 1 or spec.batch_size < 1:
         raise InputError(f"epochs={spec.epochs}, batch_size={spec.batch_size}; both must be >= 1")
     data = prepare_data(spec, dataset_path, device)

@@ -1,11 +1,3 @@
-def parent_dataset(wildcards):
-    """A subset dataset is built from its parent's file; other sources need no input."""
-    spec = config["datasets"].get(wildcards.dataset, {})
-    if spec.get("source") == "subset":
-        return {"parent": f"resources/datasets/{spec['of']}.h5"}
-    return {}
-
-
 rule dataset:
     """One dataset as uint8 NHWC images + labels (torchvision download, ImageFolder, npz, or
     some classes of another dataset)."""
@@ -22,5 +14,7 @@ rule dataset:
         "benchmarks/dataset/{dataset}.tsv"
     resources:
         mem_mb=4000,
+    conda:
+        ENV
     script:
         "../scripts/build_dataset.py"

@@ -13,6 +13,8 @@ rule patch_stats:
     threads: 2
     resources:
         mem_mb=2000,
+    conda:
+        ENV
     script:
         "../scripts/patch_stats.py"
 
@@ -32,6 +34,8 @@ rule plot_patch_spectrum:
         kind="spectrum",
     log:
         "logs/plots/{dataset}_k{k}_spectrum.log",
+    conda:
+        ENV
     script:
         "../scripts/plot_patches.py"
 
@@ -51,6 +55,8 @@ rule plot_patch_components:
         kind="components",
     log:
         "logs/plots/{dataset}_k{k}_components.log",
+    conda:
+        ENV
     script:
         "../scripts/plot_patches.py"
 

@@ -1,15 +1,3 @@
-def first_layer_input(wildcards):
-    spec = PRETRAINED["weight_files"].get(wildcards.model)
-    return [spec["path"]] if spec else []
-
-
-def group_layers(wildcards):
-    """First-layer files of group k: its torchvision models and every user weight file (the
-    profile step keeps those whose kernel size is k)."""
-    models = pretrained_groups().get(int(wildcards.k), []) + list(PRETRAINED["weight_files"])
-    return expand("results/pretrained/weights/{model}.h5", model=models)
-
-
 rule first_layer:
     """The first-layer weights of one model: torchvision `weights=` download or a user file."""
     input:
@@ -22,6 +10,8 @@ rule first_layer:
         "logs/first_layer/{model}.log",
     resources:
         mem_mb=3000,
+    conda:
+        ENV
     script:
         "../scripts/first_layer.py"
 
@@ -39,6 +29,8 @@ rule pretrained_profiles:
         input_space=PRETRAINED["input_space"],
     log:
         "logs/pretrained_profiles/{dataset}_k{k}.log",
+    conda:
+        ENV
     script:
         "../scripts/pretrained_profiles.py"
 
@@ -59,6 +51,8 @@ rule plot_pretrained_profiles:
         kind="profiles",
     log:
         "logs/plots/pretrained_{dataset}_k{k}_profiles.log",
+    conda:
+        ENV
     script:
         "../scripts/plot_pretrained.py"
 
@@ -78,6 +72,8 @@ rule plot_pretrained_heatmap:
         kind="heatmap",
     log:
         "logs/plots/pretrained_{dataset}_k{k}_heatmap.log",
+    conda:
+        ENV
     script:
         "../scripts/plot_pretrained.py"
 

@@ -1,51 +1,5 @@
 # The linear-CNN theory: formula, fits to trained runs, the linear CNN itself, label statistics,
 # whitening and filters. Figures are named targets (fig_*); the cheap ones are in `all`.
-THEORY = config["theory"]
-
-
-def theory_figure(name, k=None):
-    """results/figures/theory/{dataset}/k{k}_{name}.{ext} for every theory dataset."""
-    return expand("results/figures/theory/{dataset}/k{k}_{name}.{ext}",
-                  dataset=THEORY["datasets"], k=k or THEORY["k"], name=name, ext=FIGURE_FORMATS)
-
-
-def learned_runs(dataset=None, labels=None):
-    """Runs of the grid whose first layer learns (optionally of one dataset / label setting)."""
-    return [name for name, entry in GRID.items()
-            if not entry["spec"].frozen and entry["spec"].inputs == "none"
-            and (dataset is None or entry["spec"].dataset == dataset)
-            and (labels is None or entry["spec"].labels == labels)]
-
-
-def filter_runs():
-    """One run per (dataset, arch, width, labels): the lowest seed."""
-    chosen = {}
-    for name in learned_runs():
-        spec = GRID[name]["spec"]
-        key = (spec.dataset, spec.arch, spec.first_width, spec.width, spec.labels)
-        if key not in chosen or spec.seed < GRID[chosen[key]]["spec"].seed:
-            chosen[key] = name
-    return sorted(chosen.values())
-
-
-def manipulated_runs():
-    return [name for name, entry in GRID.items()
-            if entry["spec"].labels.startswith("decile") or entry["spec"].inputs != "none"]
-
-
-def theory_targets():
-    targets = theory_figure("formula") + theory_figure("label_stats") + theory_figure("linear_cnn")
-    targets += expand("results/figures/theory/{dataset}/whitening.{ext}",
-                      dataset=THEORY["datasets"], ext=FIGURE_FORMATS)
-    if GRID:
-        targets += expand("results/figures/theory/{name}.{ext}", name=["fits", "fitted_t"],
-                          ext=FIGURE_FORMATS)
-        targets += expand("results/figures/theory/filters/{run}.{ext}", run=filter_runs(),
-                          ext=FIGURE_FORMATS)
-    if manipulated_runs():
-        targets += expand("results/figures/theory/manipulations.{ext}", ext=FIGURE_FORMATS)
-    return targets
-
 
 rule image_features:
     """Each sampled image's average patch and its patch energy along every component."""
@@ -58,6 +12,8 @@ rule image_features:
         "logs/theory/{dataset}_k{k}_images.log",
     resources:
         mem_mb=3000,
+    conda:
+        ENV
     script:
         "../scripts/image_features.py"
 
@@ -74,6 +30,8 @@ rule label_stats:
                    labels={"figure": "label statistics", "dataset": "{dataset}", "k": "{k}"}),
     log:
         "logs/theory/{dataset}_k{k}_label_stats.log",
+    conda:
+        ENV
     script:
         "../scripts/label_stats.py"
 
@@ -100,6 +58,8 @@ rule linear_cnn:
     threads: 2
     resources:
         mem_mb=3000,
+    conda:
+        ENV
     script:
         "../scripts/linear_cnn.py"
 
@@ -115,6 +75,8 @@ rule formula_figure:
                    labels={"figure": "formula vs t", "dataset": "{dataset}", "k": "{k}"}),
     log:
         "logs/theory/{dataset}_k{k}_formula.log",
+    conda:
+        ENV
     script:
         "../scripts/formula_figure.py"
 
@@ -141,6 +103,8 @@ rule formula_fits:
         tau_range=THEORY["tau_range"],
     log:
         "logs/theory/formula_fits.log",
+    conda:
+        ENV
     script:
         "../scripts/formula_fits.py"
 
@@ -165,6 +129,8 @@ rule whitening:
     threads: 2
     resources:
         mem_mb=3000,
+    conda:
+        ENV
     script:
         "../scripts/whitening.py"
 
@@ -179,6 +145,8 @@ rule filters_figure:
                    category="Filters", labels={"figure": "filters", "run": "{run}"}),
     log:
         "logs/theory/filters_{run}.log",
+    conda:
+        ENV
     script:
         "../scripts/filters_figure.py"
 
@@ -220,7 +188,6 @@ rule theory:
         theory_targets(),
 
 
-
 rule manipulations:
     """Figs. 8, 17, 18: energy-decile labels and scaled components against unmanipulated runs."""
     input:
@@ -237,6 +204,8 @@ rule manipulations:
         eta=THEORY["eta"],
     log:
         "logs/theory/manipulations.log",
+    conda:
+        ENV
     script:
         "../scripts/manipulations.py"
 

@@ -1,14 +1,3 @@
-def run_dataset(wildcards):
-    return f"resources/datasets/{GRID[wildcards.run]['spec'].dataset}.h5"
-
-
-def training_minutes(wildcards):
-    """A generous CPU estimate (about 300 images/s): a cluster profile may override it."""
-    spec = GRID[wildcards.run]["spec"]
-    images = spec.n_train or 50000
-    return max(10, int(spec.epochs * images / 300 / 60) + 5)
-
-
 rule train:
     """One network: first-layer weights along training and per-epoch metrics. Resumes from
     checkpoints/{run}.pt (outside the declared outputs, so a failed job keeps it)."""
@@ -27,6 +16,8 @@ rule train:
     resources:
         mem_mb=6000,
         runtime=training_minutes,
+    conda:
+        ENV
     script:
         "../scripts/train.py"
 
@@ -41,6 +32,8 @@ rule training_profiles:
         metrics="results/tables/training/metrics.csv",
     log:
         "logs/training_profiles.log",
+    conda:
+        ENV
     script:
         "../scripts/training_profiles.py"
 
@@ -61,6 +54,8 @@ rule consistency_tables:
         ),
     log:
         "logs/consistency_tables.log",
+    conda:
+        ENV
     script:
         "../scripts/consistency_tables.py"
 
@@ -83,6 +78,8 @@ rule plot_training:
         figure="true_vs_random|consistency|frozen|heatmap",
     log:
         "logs/plots/training_{figure}.log",
+    conda:
+        ENV
     script:
         "../scripts/plot_training.py"
 

@@ -5,6 +5,6 @@ from firstlayer.training import read_run
 
 with job(snakemake.log[0]):
     run = read_run(snakemake.input[0])
-    filters(run.final, f"{snakemake.wildcards.run}: first layer after {run.spec.epochs} epochs",
-            snakemake.output.pdf, snakemake.output.png)
+    filters({f"after {run.spec.epochs} epochs": run.final, "change from init": run.final - run.init},
+            snakemake.wildcards.run, snakemake.output.pdf, snakemake.output.png)
     print(f"wrote {snakemake.output.png}")

@@ -54,3 +54,9 @@ def test_committed_decile_labels_break_label_independence():
     baseline = summary[summary["comparison"].str.startswith("true vs random")]["mean"].iloc[0]
     deciles = summary[summary["comparison"].str.startswith("decile")]["mean"]
     assert len(deciles) and (deciles < baseline - 0.1).all()
+
+
+def test_readme_config_reference_is_generated_from_the_schema():
+    from firstlayer.schema_doc import reference_block
+
+    assert reference_block() in (ROOT / "README.md").read_text()

@@ -156,6 +156,18 @@ def test_pretrained_tables_hold_user_files_by_kernel_size(full_run):
     assert np.allclose(a3, energy_profile(weight, stats.eigenvectors), rtol=1e-8)
 
 
+def test_html_report_holds_every_figure_with_its_caption(full_run):
+    report = full_run / "report.html"
+    snakemake(full_run, "all", "pretrained", "--report", str(report))
+    html = report.read_text(errors="replace")
+    for figure in ("k3_spectrum.png", "true_vs_random.png", "k3_linear_cnn.png", "fits.png",
+                   "whitening.png", "k3_heatmap.png"):
+        assert figure in html, figure
+    for category in ("Patch statistics", "Training", "Theory", "Filters", "Pretrained"):
+        assert category in html, category
+    assert "seed-averaged profile" in html  # a caption (report/linear_cnn.rst)
+
+
 def test_rerun_has_nothing_to_do(full_run):
     result = snakemake(full_run, "all", "pretrained", "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
@@ -193,7 +205,7 @@ def test_bad_input_fails_the_job_with_one_line(tmp_path):
     assert not (workdir / "resources" / "datasets" / "toy.h5").exists()
 
 
-@pytest.mark.parametrize("configfile,runs", [("extended.yaml", 25), ("paper.yaml", 204)])
+@pytest.mark.parametrize("configfile,runs", [("extended.yaml", 25), ("paper.yaml", 230)])
 def test_named_config_files_replace_the_default(tmp_path, configfile, runs):
     """--configfile config/paper.yaml defines the whole grid: the default's blocks do not leak in."""
     result = subprocess.run(SNAKEMAKE + ["--directory", str(tmp_path), "--configfile",
@@ -204,3 +216,5 @@ def test_named_config_files_replace_the_default(tmp_path, configfile, runs):
                   if line.split()[:1] in (["train"], ["total"]) and len(line.split()) == 2)
     assert int(counts["train"]) == runs
     assert "w0.125" not in result.stdout or configfile == "extended.yaml"
+    if configfile == "paper.yaml":
+        assert int(counts["total"]) >= 300  # the paper-scale grid, planned in seconds

@@ -1,0 +1,24 @@
+"""The conda environment carries exactly the project's dependency pins (conda channels cannot be
+reached here, so the file is checked, not solved)."""
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+
+def test_conda_env_pins_equal_pyproject():
+    env = yaml.safe_load((ROOT / "envs" / "firstlayer.yaml").read_text())
+    assert env["channels"] == ["conda-forge", "nodefaults"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    assert any(d.startswith("python=") for d in conda) and "pip" in conda
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert sorted(pip) == sorted(pyproject)
+
+
+def test_every_rule_that_runs_code_names_the_env():
+    for path in (ROOT / "rules").glob("*.smk"):
+        text = path.read_text()
+        assert text.count("    script:") == text.count("    conda:\n        ENV"), path.name
+    assert (ROOT / "scripts" / "firstlayer").resolve() == (ROOT / "firstlayer").resolve()
