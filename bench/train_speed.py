@@ -24,7 +24,7 @@ from torchvision import transforms
 
 from firstlayer.datasets import DatasetFile
 from firstlayer.models import build
-from firstlayer.training import RunSpec, derive_seed, train_epoch
+from firstlayer.training import RunSpec, train_epoch
 
 
 class OfficialStyle(Dataset):

@@ -110,6 +110,12 @@ def describe(error: jsonschema.ValidationError) -> str:
     return f"config error: {key} = {value!r}; {error.message}"
 
 
+# Image side of torchvision's built-in datasets: k is checked against it before anything runs
+# (other sources are checked when their images are read).
+IMAGE_SIDE = {"CIFAR10": 32, "CIFAR100": 32, "SVHN": 32, "MNIST": 28, "FashionMNIST": 28,
+              "KMNIST": 28}
+
+
 def validate_config(config: dict, schema_path) -> dict:
     """Fill defaults into `config` (in place) and check it; raise ConfigError on the first problem."""
     schema = load_schema(schema_path)
@@ -196,6 +202,23 @@ def _check_semantics(config: dict) -> None:
     if clashes or duplicates:
         raise ConfigError(f"config error: pretrained model {(clashes or duplicates)[0]!r} is "
                           f"listed twice; allowed: each name once across models and weight_files")
+    from .pretrained import MODELS_K3, MODELS_K7
+
+    known_sizes = {**{m: 3 for m in MODELS_K3}, **{m: 7 for m in MODELS_K7}}
+    for group, models in pretrained["models"].items():
+        for position, model in enumerate(models):
+            size = known_sizes.get(model)
+            if size is not None and f"k{size}" != group:
+                raise ConfigError(f"config error: pretrained.models.{group}[{position}] = "
+                                  f"{model!r}; its first conv is {size}x{size}, allowed only in "
+                                  f"group k{size}")
+    for position, k in enumerate(config["patches"]["k"]):
+        for name in config["patches"]["datasets"]:
+            spec = datasets[name]
+            side = IMAGE_SIDE.get(spec.get("name")) if spec["source"] == "torchvision" else None
+            if side is not None and k > side:
+                raise ConfigError(f"config error: patches.k[{position}] = {k}; larger than the "
+                                  f"{side}x{side} images of {name}, allowed: 1..{side}")
     if names:
         from torchvision.models import list_models
 

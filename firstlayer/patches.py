@@ -243,7 +243,6 @@ def patch_statistics(images_uint8_nhwc, k: int, norm_mean, norm_std, chunk: int 
 
     if indices is None:
         indices = np.arange(len(images_uint8_nhwc))
-    n = len(indices)
     _, height, width, channels = images_uint8_nhwc.shape
     norm_mean = np.asarray(norm_mean, np.float64)
     norm_std = np.asarray(norm_std, np.float64)

@@ -34,6 +34,8 @@ rule plot_patch_spectrum:
         kind="spectrum",
     log:
         "logs/plots/{dataset}_k{k}_spectrum.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:
@@ -55,6 +57,8 @@ rule plot_patch_components:
         kind="components",
     log:
         "logs/plots/{dataset}_k{k}_components.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:

@@ -29,6 +29,8 @@ rule pretrained_profiles:
         input_space=PRETRAINED["input_space"],
     log:
         "logs/pretrained_profiles/{dataset}_k{k}.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:
@@ -51,6 +53,8 @@ rule plot_pretrained_profiles:
         kind="profiles",
     log:
         "logs/plots/pretrained_{dataset}_k{k}_profiles.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:
@@ -72,6 +76,8 @@ rule plot_pretrained_heatmap:
         kind="heatmap",
     log:
         "logs/plots/pretrained_{dataset}_k{k}_heatmap.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:

@@ -30,6 +30,8 @@ rule label_stats:
                    labels={"figure": "label statistics", "dataset": "{dataset}", "k": "{k}"}),
     log:
         "logs/theory/{dataset}_k{k}_label_stats.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:
@@ -75,6 +77,8 @@ rule formula_figure:
                    labels={"figure": "formula vs t", "dataset": "{dataset}", "k": "{k}"}),
     log:
         "logs/theory/{dataset}_k{k}_formula.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:
@@ -103,6 +107,8 @@ rule formula_fits:
         tau_range=THEORY["tau_range"],
     log:
         "logs/theory/formula_fits.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:
@@ -145,6 +151,8 @@ rule filters_figure:
                    category="Filters", labels={"figure": "filters", "run": "{run}"}),
     log:
         "logs/theory/filters_{run}.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:
@@ -204,6 +212,8 @@ rule manipulations:
         eta=THEORY["eta"],
     log:
         "logs/theory/manipulations.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:

@@ -32,6 +32,8 @@ rule training_profiles:
         metrics="results/tables/training/metrics.csv",
     log:
         "logs/training_profiles.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:
@@ -54,34 +56,42 @@ rule consistency_tables:
         ),
     log:
         "logs/consistency_tables.log",
+    resources:
+        mem_mb=2000,
     conda:
         ENV
     script:
         "../scripts/consistency_tables.py"
 
 
-rule plot_training:
-    """One training figure: true_vs_random, consistency, frozen or heatmap."""
-    input:
-        profiles="results/tables/training/profiles.csv",
-        metrics="results/tables/training/metrics.csv",
-        correlations="results/tables/training/run_correlations.csv",
-    output:
-        pdf="results/figures/training/{figure}.pdf",
-        png=report(
-            "results/figures/training/{figure}.png",
-            caption="../report/training_{figure}.rst",
-            category="Training",
-            labels={"figure": "{figure}"},
-        ),
-    wildcard_constraints:
-        figure="true_vs_random|consistency|frozen|heatmap",
-    log:
-        "logs/plots/training_{figure}.log",
-    conda:
-        ENV
-    script:
-        "../scripts/plot_training.py"
+# One rule per figure: each has its own caption in the report (captions cannot use wildcards).
+for figure in ["true_vs_random", "consistency", "frozen", "heatmap"]:
+
+    rule:
+        name:
+            f"plot_{figure}"
+        input:
+            profiles="results/tables/training/profiles.csv",
+            metrics="results/tables/training/metrics.csv",
+            correlations="results/tables/training/run_correlations.csv",
+        output:
+            pdf=f"results/figures/training/{figure}.pdf",
+            png=report(
+                f"results/figures/training/{figure}.png",
+                caption=f"../report/training_{figure}.rst",
+                category="Training",
+                labels={"figure": figure},
+            ),
+        params:
+            figure=figure,
+        log:
+            f"logs/plots/training_{figure}.log",
+        resources:
+            mem_mb=2000,
+        conda:
+            ENV
+        script:
+            "../scripts/plot_training.py"
 
 
 rule fig_true_vs_random:

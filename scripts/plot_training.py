@@ -1,4 +1,4 @@
-"""Rule `plot_training`: one figure of the training analyses."""
+"""Rules `plot_{figure}`: one figure of the training analyses each."""
 import pandas as pd
 
 from firstlayer import plots
@@ -6,7 +6,7 @@ from firstlayer.analysis import final_profiles, with_both
 from firstlayer.logs import job
 
 with job(snakemake.log[0]):
-    figure, out = snakemake.wildcards.figure, (snakemake.output.pdf, snakemake.output.png)
+    figure, out = snakemake.params.figure, (snakemake.output.pdf, snakemake.output.png)
     profiles = pd.read_csv(snakemake.input.profiles)
     learned = final_profiles(profiles[~profiles["frozen"] & (profiles["inputs"] == "none")])
     if figure == "true_vs_random":

@@ -100,7 +100,7 @@ class Cluster:
         munge = self.workdir / "munge"
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         self._spawn([_binary("munged"), "--foreground", "--force",
-                     f"--socket=/run/munge/munge.socket.2", f"--pid-file={munge}/munged.pid",
+                     "--socket=/run/munge/munge.socket.2", f"--pid-file={munge}/munged.pid",
                      f"--log-file={munge}/munged.log", f"--seed-file={munge}/seed"])
         time.sleep(0.5)
         self._spawn([_binary("slurmctld"), "-D", "-i"])

@@ -16,9 +16,9 @@ import pytest
 import torchvision.datasets as tvd
 from PIL import Image
 
-from firstlayer.datasets import (DatasetError, DatasetFile, build_dataset, channel_stats,
-                                 load_imagefolder, load_npz, load_torchvision, sample_indices,
-                                 write_dataset)
+from firstlayer.datasets import (DatasetError, DatasetFile, Splits, build_dataset, channel_stats,
+                                 load_imagefolder, load_npz, load_subset, load_torchvision,
+                                 sample_indices, write_dataset)
 from firstlayer.h5io import FormatError
 
 
@@ -301,8 +301,6 @@ def test_real_cifar10_npz(shared_data):
 
 
 def test_a_subset_keeps_the_named_classes_relabelled_in_order(tmp_path):
-    from firstlayer.datasets import DatasetFile, Splits, build_dataset, write_dataset
-
     images = np.arange(40 * 4 * 4 * 3, dtype=np.uint8).reshape(40, 4, 4, 3)
     labels = np.arange(40) % 4
     write_dataset(tmp_path / "parent.h5", Splits({"train": images[:32], "test": images[32:]},
@@ -319,8 +317,6 @@ def test_a_subset_keeps_the_named_classes_relabelled_in_order(tmp_path):
 
 
 def test_a_subset_with_an_unknown_class_names_the_allowed_ones(tmp_path):
-    from firstlayer.datasets import DatasetError, Splits, load_subset, write_dataset
-
     images = np.zeros((8, 4, 4, 3), np.uint8)
     write_dataset(tmp_path / "parent.h5", Splits({"train": images, "test": images[:0]},
                                                  {"train": np.arange(8) % 2, "test": np.arange(0)},

@@ -5,7 +5,7 @@ import sys
 
 import torch
 
-from firstlayer.devices import claim_slot, select_device
+from firstlayer.devices import select_device
 
 HOLD = """
 import sys, time

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from conftest import smooth_images
 from firstlayer.h5io import atomic_h5
-from firstlayer.patches import (PatchMoments, PatchStats, eigendecompose, fix_signs,
+from firstlayer.patches import (PatchMoments, PatchStats, fix_signs,
                                 patch_statistics, read_patch_stats, to_input_space,
                                 write_patch_stats)
 

@@ -52,7 +52,10 @@ def test_same_seed_in_two_processes_gives_identical_weights(toy_dataset, tmp_pat
     assert not (tmp_path / "0.pt").exists()  # the checkpoint is removed once the run is written
 
 
-def test_sigkill_mid_training_resumes_and_ends_identical(toy_dataset, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_training_resumes_and_ends_identical(toy_dataset, tmp_path, sig):
+    """SIGKILL, or SIGTERM as SLURM sends on preemption or time limit: the rerun resumes from
+    the last checkpoint (losing at most the epoch in progress) and ends bit-identical."""
     spec = RunSpec(**{**TINY, "epochs": 8, "width": 0.25, "first_width": 16}, seed=1)
     reference = run_in_process(spec, toy_dataset, tmp_path / "ref.h5", tmp_path / "ref.pt")
     assert reference.wait(timeout=600) == 0
@@ -62,8 +65,8 @@ def test_sigkill_mid_training_resumes_and_ends_identical(toy_dataset, tmp_path):
     while not checkpoint.exists() and time.time() < deadline:
         time.sleep(0.02)
     time.sleep(0.05)  # into the next epoch
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, sig)
+    assert proc.wait() == -sig
     assert not (tmp_path / "run.h5").exists()
     saved = torch.load(checkpoint, weights_only=True)["state"]["epoch"]
     assert 1 <= saved < 8

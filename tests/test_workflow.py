@@ -1,5 +1,4 @@
 """The workflow itself, run through Snakemake on a tiny synthetic dataset."""
-import os
 import subprocess
 import sys
 from pathlib import Path
