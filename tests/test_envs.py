@@ -19,9 +19,12 @@ def test_conda_env_pins_equal_pyproject():
 
 
 def test_every_rule_that_runs_code_names_the_env():
+    total = 0
     for path in (ROOT / "rules").glob("*.smk"):
         text = path.read_text()
         scripts = re.findall(r"^\s+script:$", text, re.M)
         envs = re.findall(r"^\s+conda:\n\s+ENV$", text, re.M)
-        assert len(scripts) == len(envs) > 0, path.name
+        assert len(scripts) == len(envs), path.name
+        total += len(scripts)
+    assert total >= 20
     assert (ROOT / "scripts" / "firstlayer").resolve() == (ROOT / "firstlayer").resolve()
