@@ -27,7 +27,7 @@ with job(snakemake.log[0]):
     average = average_patches(synthetic, stats.k, stride=stats.k)
     print(f"synthetic: {len(average)} images of {tiles}x{tiles} independent patches")
     studies.append(seed_study(average, stats.eigenvectors, stats.lambdas, tiles * tiles,
-                              random_sign_labels(runs, len(average), seed + 1),
+                              random_sign_labels(runs, len(average), seed + 1), True,
                               name="synthetic, random labels", **common))
 
     # The real images at stride 1: random labels, and true one-vs-rest labels (every class).
@@ -35,13 +35,13 @@ with job(snakemake.log[0]):
     print(f"{dataset}: {len(average)} images")
     studies.append(seed_study(average, stats.eigenvectors, stats.lambdas,
                               features["patches_per_image"],
-                              random_sign_labels(runs, len(average), seed + 2),
+                              random_sign_labels(runs, len(average), seed + 2), True,
                               name=f"{dataset}, random labels", **common))
     per_class = max(1, runs // len(features["class_names"]))
     one_vs_rest = np.repeat([one_vs_rest_labels(labels, c)
                              for c in range(len(features["class_names"]))], per_class, axis=0)
     studies.append(seed_study(average, stats.eigenvectors, stats.lambdas,
-                              features["patches_per_image"], one_vs_rest,
+                              features["patches_per_image"], one_vs_rest, False,
                               name=f"{dataset}, one-vs-rest labels", **common))
 
     curves = pd.concat([c for c, _ in studies], ignore_index=True)
