@@ -45,6 +45,15 @@ def component_image(vector: np.ndarray, channels: int, k: int) -> np.ndarray:
     return 0.5 + 0.5 * v / peak
 
 
+def show_vector(ax, vector: np.ndarray, channels: int, k: int) -> None:
+    """Draw a (c, kh, kw) vector as a k x k image on its own symmetric range (colour for RGB)."""
+    image = component_image(vector, channels, k)
+    if channels == 1:
+        ax.imshow(image[..., 0], cmap="RdBu_r", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+
+
 def patch_components(stats, title: str, *paths, max_components: int = 64) -> None:
     """The leading principal components as k x k images (colour for RGB)."""
     n = min(stats.d, max_components)
@@ -57,11 +66,7 @@ def patch_components(stats, title: str, *paths, max_components: int = 64) -> Non
             ax.set_axis_off()
             if i >= n:
                 continue
-            image = component_image(stats.eigenvectors[:, i], stats.channels, stats.k)
-            if stats.channels == 1:
-                ax.imshow(image[..., 0], cmap="RdBu_r", vmin=0, vmax=1, interpolation="nearest")
-            else:
-                ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+            show_vector(ax, stats.eigenvectors[:, i], stats.channels, stats.k)
             ax.set_title(str(i + 1), fontsize=6, pad=1)
         fig.suptitle(title)
         save(fig, *paths)

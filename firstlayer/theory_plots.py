@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .plots import STYLE, component_image, save
+from .plots import STYLE, save, show_vector
 from .theory import formula_profile
 
 
@@ -131,11 +131,7 @@ def filters(banks: dict, title: str, *paths) -> None:
                 ax.set_axis_off()
                 if i >= count:
                     continue
-                image = component_image(weights[i].reshape(-1), channels, k)
-                if channels == 1:
-                    ax.imshow(image[..., 0], cmap="RdBu_r", vmin=0, vmax=1, interpolation="nearest")
-                else:
-                    ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+                show_vector(ax, weights[i].reshape(-1), channels, k)
             panel.suptitle(name, fontsize=8)
         fig.suptitle(title, fontsize=8, y=1.02)
         save(fig, *paths)
