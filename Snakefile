@@ -14,7 +14,6 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-
 report: "report/workflow.rst"
 
 
@@ -29,7 +28,7 @@ include: "rules/theory.smk"
 rule all:
     default_target: True
     input:
-        default_targets(),
+        PLAN.default_targets(),
 
 
 # On a cluster these run where Snakemake runs: downloads need the internet (often only on the

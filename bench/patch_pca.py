@@ -11,6 +11,7 @@ starts (after imports and image loading), and 'added' is that peak minus the RSS
 - reference: exact float64 covariance by a different exact path (the unfold strategy) + eigh.
 Prints a Markdown table: wall time, peak memory, eigenvalue error against the reference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ HERE = Path(__file__).resolve()
 
 
 def load_images(data: str, n: int, seed: int = 0) -> np.ndarray:
-    from firstlayer.datasets import DatasetFile, load_imagefolder, sample_indices
+    from firstlayer.datasets.sources import DatasetFile, load_imagefolder, sample_indices
 
     if data.endswith(".h5"):
         with DatasetFile(data) as dataset:
@@ -45,8 +46,8 @@ def worker(method: str, data: str, k: int, n: int) -> dict:
     """Runs in a subprocess: one method on n images; prints JSON."""
     import torch
 
-    from firstlayer.datasets import channel_stats
-    from firstlayer.patches import patch_statistics, to_input_space
+    from firstlayer.datasets.sources import channel_stats
+    from firstlayer.patches.stats import patch_statistics, to_input_space
 
     images = load_images(data, n)
     mean, std = channel_stats(images)
@@ -58,15 +59,21 @@ def worker(method: str, data: str, k: int, n: int) -> dict:
         patches = torch.nn.functional.unfold(x, k).transpose(1, 2).reshape(-1, 3 * k * k)
         del x
         _, s, _ = torch.pca_lowrank(patches, q=3 * k * k)
-        eigenvalues = (s ** 2 / (patches.shape[0] - 1)).numpy()
+        eigenvalues = (s**2 / (patches.shape[0] - 1)).numpy()
     else:
-        stats = patch_statistics(images, k, mean, std, chunk=1000,
-                                 strategy="unfold" if method == "reference" else "auto")
+        stats = patch_statistics(
+            images, k, mean, std, chunk=1000, strategy="unfold" if method == "reference" else "auto"
+        )
         eigenvalues = stats.eigenvalues * stats.count / (stats.count - 1)  # unbiased, as the demo
     seconds = time.perf_counter() - start
     peak_mb = current_rss_mb("VmHWM:")
-    return {"seconds": seconds, "peak_mb": peak_mb, "added_mb": peak_mb - rss_before_mb,
-            "eigenvalues": eigenvalues.tolist(), "n": n}
+    return {
+        "seconds": seconds,
+        "peak_mb": peak_mb,
+        "added_mb": peak_mb - rss_before_mb,
+        "eigenvalues": eigenvalues.tolist(),
+        "n": n,
+    }
 
 
 def reset_peak_rss() -> None:
@@ -86,21 +93,39 @@ def current_rss_mb(field: str = "VmRSS:") -> float:
 def run(method, data, k, n, cap_gb=None):
     def limit():
         if cap_gb:
-            resource.setrlimit(resource.RLIMIT_AS, (int(cap_gb * 2 ** 30),) * 2)
+            resource.setrlimit(resource.RLIMIT_AS, (int(cap_gb * 2**30),) * 2)
 
-    proc = subprocess.run([sys.executable, str(HERE), "--worker", method, "--data", data,
-                           "--k", str(k), "--images", str(n)], capture_output=True, text=True,
-                          preexec_fn=limit)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(HERE),
+            "--worker",
+            method,
+            "--data",
+            data,
+            "--k",
+            str(k),
+            "--images",
+            str(n),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+    )
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True, help="cifar10-jpeg.zip or a dataset .h5")
     parser.add_argument("--images", type=int, default=10000, help="images for the comparison")
-    parser.add_argument("--all-images", type=int, default=50000, help="images for the full-split run")
+    parser.add_argument(
+        "--all-images", type=int, default=50000, help="images for the full-split run"
+    )
     parser.add_argument("--cap-gb", type=float, default=20.0, help="memory cap of the demo method")
     parser.add_argument("--k", type=int, nargs="+", default=[3, 7])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -110,8 +135,10 @@ def main():
         return
     load_images(args.data, 1)  # build the decoded-image cache once, outside the timings
     print(f"machine: {os.cpu_count()} cores; demo capped at {args.cap_gb:g} GB address space\n")
-    print("| k | method | images | wall s | peak RSS MB | added by the method MB | "
-          "max rel. eigenvalue error | rel. error of smallest |")
+    print(
+        "| k | method | images | wall s | peak RSS MB | added by the method MB | "
+        "max rel. eigenvalue error | rel. error of smallest |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for k in args.k:
         references = {args.images: run("reference", args.data, k, args.images)}
@@ -127,27 +154,37 @@ def main():
         rows.append(("demo (all patches + pca_lowrank)", demo))
         project = run("project", args.data, k, args.images)
         rows.append(("project (streaming, exact)", project))
-        rows.append((f"project, {args.all_images} images", run("project", args.data, k, args.all_images)))
+        rows.append(
+            (f"project, {args.all_images} images", run("project", args.data, k, args.all_images))
+        )
         for name, result in rows:
             if result is None:
                 print(f"| {k} | {name} | - | failed under the cap | | | | |")
                 continue
             values = np.array(result["eigenvalues"])
-            note = " (most that fit)" if name.startswith("demo") and result["n"] < args.images else ""
+            note = (
+                " (most that fit)" if name.startswith("demo") and result["n"] < args.images else ""
+            )
             if result["n"] in references:
                 ref = np.array(references[result["n"]]["eigenvalues"])
                 error = np.abs(values - ref) / ref
                 errors = f"{error.max():.1e} | {error[-1]:.1e}"
             else:
                 errors = "- | -"
-            print(f"| {k} | {name} | {result['n']}{note} | {result['seconds']:.2f} | "
-                  f"{result['peak_mb']:.0f} | {result['added_mb']:.0f} | {errors} |", flush=True)
+            print(
+                f"| {k} | {name} | {result['n']}{note} | {result['seconds']:.2f} | "
+                f"{result['peak_mb']:.0f} | {result['added_mb']:.0f} | {errors} |",
+                flush=True,
+            )
         if demo is not None:
             same = project if demo["n"] == args.images else run("project", args.data, k, demo["n"])
-            print(f"| {k} | **project vs demo, {demo['n']} images** | | "
-                  f"**{demo['seconds'] / same['seconds']:.0f}x faster** | "
-                  f"**{demo['peak_mb'] / same['peak_mb']:.1f}x less** | "
-                  f"**{demo['added_mb'] / same['added_mb']:.0f}x less** | | |", flush=True)
+            print(
+                f"| {k} | **project vs demo, {demo['n']} images** | | "
+                f"**{demo['seconds'] / same['seconds']:.0f}x faster** | "
+                f"**{demo['peak_mb'] / same['peak_mb']:.1f}x less** | "
+                f"**{demo['added_mb'] / same['added_mb']:.0f}x less** | | |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

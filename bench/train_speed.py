@@ -10,6 +10,7 @@ official code, on the same model, batch size and device, in one run.
 Also trains the narrow model briefly in float32 and in bfloat16 from the same seed and reports
 the correlation of their first-layer profiles. Prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from firstlayer.datasets import DatasetFile
-from firstlayer.models import build
-from firstlayer.training import RunSpec, train_epoch
+from firstlayer.common.grid import RunSpec
+from firstlayer.datasets.sources import DatasetFile
+from firstlayer.training.models import build
+from firstlayer.training.run import train_epoch
 
 
 class OfficialStyle(Dataset):
@@ -32,8 +34,9 @@ class OfficialStyle(Dataset):
 
     def __init__(self, images, labels, mean, std):
         self.images, self.labels = images, labels
-        self.transform = transforms.Compose([transforms.ToTensor(),
-                                             transforms.Normalize(mean.tolist(), std.tolist())])
+        self.transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize(mean.tolist(), std.tolist())]
+        )
 
     def __len__(self):
         return len(self.labels)
@@ -51,8 +54,13 @@ def model_for(width, channels_last):
 def baseline(images, labels, mean, std, width, workers, steps, batch):
     model = model_for(width, channels_last=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    loader = DataLoader(OfficialStyle(images, labels, mean, std), batch_size=batch, shuffle=True,
-                        num_workers=workers, persistent_workers=workers > 0)
+    loader = DataLoader(
+        OfficialStyle(images, labels, mean, std),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
     done, start = 0, None
     while done < steps + 2:
         for x, y in loader:
@@ -73,7 +81,9 @@ def project(images, labels, mean, std, width, precision, steps, batch):
     model = model_for(width, channels_last=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
-    x = ((x - torch.tensor(mean).float().view(1, -1, 1, 1)) / torch.tensor(std).float().view(1, -1, 1, 1))
+    x = (x - torch.tensor(mean).float().view(1, -1, 1, 1)) / torch.tensor(std).float().view(
+        1, -1, 1, 1
+    )
     x = x.contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(labels)
     order = torch.randperm(len(y))[: 2 * batch]
@@ -90,17 +100,23 @@ def precision_agreement(data, epochs, n_train):
     import tempfile
     from pathlib import Path
 
-    from firstlayer.patches import patch_statistics
-    from firstlayer.profiles import energy_profile, similarity
-    from firstlayer.training import read_run, train
+    from firstlayer.patches.profiles import energy_profile, similarity
+    from firstlayer.patches.stats import patch_statistics
+    from firstlayer.training.run import read_run, train
 
     with tempfile.TemporaryDirectory() as tmp, DatasetFile(data) as dataset:
-        stats = patch_statistics(dataset.images("train"), 3, dataset.mean, dataset.std,
-                                 indices=np.arange(0, dataset.count("train"), 5))
+        stats = patch_statistics(
+            dataset.images("train"),
+            3,
+            dataset.mean,
+            dataset.std,
+            indices=np.arange(0, dataset.count("train"), 5),
+        )
         profiles = {}
         for precision in ("float32", "bfloat16"):
-            spec = RunSpec(dataset="bench", width=0.125, epochs=epochs, n_train=n_train,
-                           precision=precision)
+            spec = RunSpec(
+                dataset="bench", width=0.125, epochs=epochs, n_train=n_train, precision=precision
+            )
             out = Path(tmp) / f"{precision}.h5"
             train(spec, data, out, Path(tmp) / f"{precision}.pt", log=lambda m: None)
             run = read_run(out)
@@ -109,7 +125,9 @@ def precision_agreement(data, epochs, n_train):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True, help="a dataset .h5 of the workflow (CIFAR-10)")
     parser.add_argument("--images", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=256)
@@ -121,25 +139,39 @@ def main():
         images = dataset.images("train")[: args.images]
         labels = dataset.labels("train")[: args.images]
         mean, std = dataset.mean, dataset.std
-    print(f"machine: {torch.get_num_threads()} threads, torch {torch.__version__}, CPU; VGG11 "
-          f"with 64 first-layer filters, batch {args.batch}, {args.steps} timed steps\n")
+    print(
+        f"machine: {torch.get_num_threads()} threads, torch {torch.__version__}, CPU; VGG11 "
+        f"with 64 first-layer filters, batch {args.batch}, {args.steps} timed steps\n"
+    )
     print("| hidden width | loop | images/s | vs baseline (0 workers) | vs baseline (2 workers) |")
     print("|---|---|---|---|---|")
     for width in (0.125, 1.0):
         steps = args.steps if width < 1 else max(4, args.steps // 3)
         rates = {
-            "baseline: DataLoader, 0 workers, float32 NCHW": baseline(images, labels, mean, std, width, 0, steps, args.batch),
-            "baseline: DataLoader, 2 workers, float32 NCHW": baseline(images, labels, mean, std, width, 2, steps, args.batch),
-            "project: device-resident, float32 channels_last": project(images, labels, mean, std, width, "float32", steps, args.batch),
-            "project: device-resident, bfloat16 autocast": project(images, labels, mean, std, width, "bfloat16", steps, args.batch),
+            "baseline: DataLoader, 0 workers, float32 NCHW": baseline(
+                images, labels, mean, std, width, 0, steps, args.batch
+            ),
+            "baseline: DataLoader, 2 workers, float32 NCHW": baseline(
+                images, labels, mean, std, width, 2, steps, args.batch
+            ),
+            "project: device-resident, float32 channels_last": project(
+                images, labels, mean, std, width, "float32", steps, args.batch
+            ),
+            "project: device-resident, bfloat16 autocast": project(
+                images, labels, mean, std, width, "bfloat16", steps, args.batch
+            ),
         }
         base0, base2 = list(rates.values())[:2]
         for name, rate in rates.items():
-            print(f"| {width:g} | {name} | {rate:.0f} | {rate / base0:.2f}x | {rate / base2:.2f}x |",
-                  flush=True)
+            print(
+                f"| {width:g} | {name} | {rate:.0f} | {rate / base0:.2f}x | {rate / base2:.2f}x |",
+                flush=True,
+            )
     agreement = precision_agreement(args.data, args.agreement_epochs, min(args.images, 5000))
-    print(f"\nfirst-layer profile correlation, float32 vs bfloat16 (same seed, "
-          f"{args.agreement_epochs} epochs, {min(args.images, 5000)} images): {agreement:.4f}")
+    print(
+        f"\nfirst-layer profile correlation, float32 vs bfloat16 (same seed, "
+        f"{args.agreement_epochs} epochs, {min(args.images, 5000)} images): {agreement:.4f}"
+    )
 
 
 if __name__ == "__main__":

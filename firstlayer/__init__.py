@@ -1,19 +1,27 @@
 """firstlayer: what CNNs learn in their first layer (Chowers & Weiss, ICML 2023), as a library.
 
-Modules, one concept each:
-  datasets       build the dataset HDF5 from torchvision, ImageFolder trees or .npz files
-  patches        exact streaming patch covariance, its eigendecomposition, changes of input space
-  profiles       energy profiles of filter banks on a patch basis, and their correlations
-  pretrained     first layers of torchvision models and of user files, and the input space they see
-  models         CIFAR-style VGG and ResNet with a separately sized first layer
-  manipulations  label settings and input transforms a run can apply to its training data
-  training       one deterministic, resumable training run and its recorded first layer
-  grid           the training grid as the union of experiment blocks
-  analysis       profiles along training, Tables 1 and 2
-  theory         the linear-CNN energy-profile formula and its fit
-  plots          one function per figure
-  config         configuration validation with one-line errors
-  h5io           atomic HDF5 writes with provenance, format checks on read
-  errors, logs, markdown, cli   input errors, job logs, README results, `firstlayer-profile`
+One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
+`firstlayer/<stage>/`); imports run one way, from early rooms to late ones (a test walks them):
+
+  errors, logs, h5io    the foundation: one-line input errors, job logs and progress, atomic
+                        HDF5 writes with provenance and format checks on read
+  common/     planning, torch-free: config (validation with one-line errors), facts (torchvision
+              datasets, FIRST_LAYER_K, pretrained stems), settings (label/input names and the
+              "learned, unmanipulated" predicate), grid (RunSpec, run names), targets (the Plan:
+              every target list)
+  datasets/   sources: build the dataset HDF5 from torchvision, ImageFolder trees, .npz, subsets
+  patches/    stats (exact streaming patch covariance and PCA), profiles (energy profiles and
+              their correlations), features (per-image average patches and energies)
+  pretrained/ layers (first layers of torchvision models and user files), cli
+              (`firstlayer-profile`)
+  training/   models (CIFAR-style VGG/ResNet), devices (GPU slots), manipulations (label settings
+              and input transforms), run (one resumable training run), analysis (profiles along
+              training, Tables 1 and 2), estimate (compute estimate of a grid)
+  theory/     formula (the linear-CNN formula and its fit), linear_cnn (the exact linear CNN),
+              fits (Table 3), label_stats (Fig. 5), whitening (Fig. 6), manipulations (Figs. 8,
+              17, 18)
+  report/     plots, theory_plots (one function per figure), markdown, paper and schema_doc
+              (generated blocks of the docs)
 """
+
 __version__ = "0.1.0"

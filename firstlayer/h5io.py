@@ -3,6 +3,7 @@
 Every file carries `format` (what it is), `format_version` and provenance attributes, so that a
 truncated, foreign or outdated file is refused with a message naming the rule that rebuilds it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,12 +12,12 @@ import hashlib
 import json
 import os
 import platform
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 
-from .errors import InputError
+from firstlayer.errors import InputError
 
 FORMAT_VERSION = 1
 
@@ -42,9 +43,14 @@ def package_versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"python": platform.python_version(), "numpy": numpy.__version__,
-            "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "h5py": h5py.__version__, "firstlayer": __version__}
+    return {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "h5py": h5py.__version__,
+        "firstlayer": __version__,
+    }
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -56,7 +62,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 @contextlib.contextmanager
-def atomic_h5(path: str | os.PathLike, fmt: str, provenance: dict | None = None) -> Iterator[h5py.File]:
+def atomic_h5(
+    path: str | os.PathLike, fmt: str, provenance: dict | None = None
+) -> Iterator[h5py.File]:
     """Open `path` for writing under a temporary name; rename into place only on success.
 
     A job killed mid-write leaves at most a `.tmp` file that nothing reads, never a half-written
@@ -69,7 +77,7 @@ def atomic_h5(path: str | os.PathLike, fmt: str, provenance: dict | None = None)
         with h5py.File(tmp, "w") as handle:
             handle.attrs["format"] = fmt
             handle.attrs["format_version"] = FORMAT_VERSION
-            handle.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            handle.attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
             handle.attrs["versions"] = json.dumps(package_versions(), sort_keys=True)
             handle.attrs["provenance"] = json.dumps(provenance or {}, sort_keys=True, default=str)
             yield handle
@@ -90,6 +98,8 @@ def open_checked(path: str | os.PathLike, fmt: str) -> h5py.File:
     version = handle.attrs.get("format_version")
     if found != fmt or version != FORMAT_VERSION:
         handle.close()
-        raise FormatError(f"{path}: expected a {fmt} file, format version {FORMAT_VERSION}, "
-                          f"found format={found!r} version={version!r}; {rebuild}")
+        raise FormatError(
+            f"{path}: expected a {fmt} file, format version {FORMAT_VERSION}, "
+            f"found format={found!r} version={version!r}; {rebuild}"
+        )
     return handle

@@ -1,5 +1,6 @@
 """Logging for workflow jobs: everything a job prints goes, line-buffered, to its log file, and
 a known problem ends the job with one line instead of a traceback."""
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,7 @@ def job(log_path):
     """Run a workflow job's body with its output in `log_path`. The project's own errors (bad
     input, failed download, foreign file: InputError) end the job with their one line; anything
     else is a bug and keeps its traceback."""
-    from .errors import InputError
+    from firstlayer.errors import InputError
 
     redirect_to(log_path)
     try:
@@ -34,5 +35,12 @@ def job(log_path):
 
 def progress(total: int, description: str, unit: str = "img") -> tqdm:
     """A progress bar for logs: a line at most every 5 s."""
-    return tqdm(total=total, desc=description, unit=unit, mininterval=5, file=sys.stderr,
-                ascii=True, dynamic_ncols=False)
+    return tqdm(
+        total=total,
+        desc=description,
+        unit=unit,
+        mininterval=5,
+        file=sys.stderr,
+        ascii=True,
+        dynamic_ncols=False,
+    )

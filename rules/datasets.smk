@@ -5,16 +5,16 @@ rule dataset:
         unpack(parent_dataset),
     output:
         "resources/datasets/{dataset}.h5",
-    params:
-        spec=lambda wc: config["datasets"][wc.dataset],
-        download_root=lambda wc: f"resources/downloads/{wc.dataset}",
     log:
         "logs/dataset/{dataset}.log",
     benchmark:
         "benchmarks/dataset/{dataset}.tsv"
-    resources:
-        mem_mb=4000,
     conda:
         ENV
+    resources:
+        mem_mb=4000,
+    params:
+        spec=lambda wc: config["datasets"][wc.dataset],
+        download_root=lambda wc: f"resources/downloads/{wc.dataset}",
     script:
         "../scripts/build_dataset.py"

@@ -4,17 +4,20 @@ rule patch_stats:
         "resources/datasets/{dataset}.h5",
     output:
         "results/patches/{dataset}/k{k}.h5",
-    params:
-        settings=lambda wc: {key: PATCHES[key] for key in ("split", "n_images", "seed", "normalization", "chunk_images", "strategy")},
     log:
         "logs/patch_stats/{dataset}_k{k}.log",
     benchmark:
         "benchmarks/patch_stats/{dataset}_k{k}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        settings=lambda wc: {
+            key: PATCHES[key]
+            for key in ("split", "n_images", "seed", "normalization", "chunk_images", "strategy")
+        },
     script:
         "../scripts/patch_stats.py"
 
@@ -30,14 +33,14 @@ rule plot_patch_spectrum:
             category="Patch statistics",
             labels={"figure": "spectrum", "dataset": "{dataset}", "k": "{k}"},
         ),
-    params:
-        kind="spectrum",
     log:
         "logs/plots/{dataset}_k{k}_spectrum.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+    params:
+        kind="spectrum",
     script:
         "../scripts/plot_patches.py"
 
@@ -53,14 +56,14 @@ rule plot_patch_components:
             category="Patch statistics",
             labels={"figure": "components", "dataset": "{dataset}", "k": "{k}"},
         ),
-    params:
-        kind="components",
     log:
         "logs/plots/{dataset}_k{k}_components.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+    params:
+        kind="components",
     script:
         "../scripts/plot_patches.py"
 
@@ -68,10 +71,10 @@ rule plot_patch_components:
 rule fig_patch_spectrum:
     """Named target: the eigenvalue spectra of every configured dataset and k."""
     input:
-        patch_figures("spectrum"),
+        PLAN.patch_figures("spectrum"),
 
 
 rule fig_patch_components:
     """Named target: the principal components as images, every configured dataset and k."""
     input:
-        patch_figures("components"),
+        PLAN.patch_figures("components"),

@@ -4,14 +4,14 @@ rule first_layer:
         first_layer_input,
     output:
         "results/pretrained/weights/{model}.h5",
-    params:
-        spec=lambda wc: PRETRAINED["weight_files"].get(wc.model),
     log:
         "logs/first_layer/{model}.log",
-    resources:
-        mem_mb=3000,
     conda:
         ENV
+    resources:
+        mem_mb=3000,
+    params:
+        spec=lambda wc: PRETRAINED["weight_files"].get(wc.model),
     script:
         "../scripts/first_layer.py"
 
@@ -25,14 +25,14 @@ rule pretrained_profiles:
     output:
         profiles="results/tables/pretrained/{dataset}/k{k}_profiles.csv",
         correlations="results/tables/pretrained/{dataset}/k{k}_correlations.csv",
-    params:
-        input_space=PRETRAINED["input_space"],
     log:
         "logs/pretrained_profiles/{dataset}_k{k}.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+    params:
+        input_space=PRETRAINED["input_space"],
     script:
         "../scripts/pretrained_profiles.py"
 
@@ -49,14 +49,14 @@ rule plot_pretrained_profiles:
             category="Pretrained models",
             labels={"figure": "profiles", "dataset": "{dataset}", "k": "{k}"},
         ),
-    params:
-        kind="profiles",
     log:
         "logs/plots/pretrained_{dataset}_k{k}_profiles.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+    params:
+        kind="profiles",
     script:
         "../scripts/plot_pretrained.py"
 
@@ -72,14 +72,14 @@ rule plot_pretrained_heatmap:
             category="Pretrained models",
             labels={"figure": "heatmap", "dataset": "{dataset}", "k": "{k}"},
         ),
-    params:
-        kind="heatmap",
     log:
         "logs/plots/pretrained_{dataset}_k{k}_heatmap.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+    params:
+        kind="heatmap",
     script:
         "../scripts/plot_pretrained.py"
 
@@ -87,19 +87,19 @@ rule plot_pretrained_heatmap:
 rule fig_pretrained_profiles:
     """Named target: profiles of every pretrained group on one plot per group."""
     input:
-        pretrained_outputs("results/figures/pretrained/{dataset}/k{k}_profiles.{ext}"),
+        PLAN.pretrained_outputs("results/figures/pretrained/{dataset}/k{k}_profiles.{ext}"),
 
 
 rule fig_pretrained_heatmap:
     """Named target: correlation heatmaps of the pretrained profiles."""
     input:
-        pretrained_outputs("results/figures/pretrained/{dataset}/k{k}_heatmap.{ext}"),
+        PLAN.pretrained_outputs("results/figures/pretrained/{dataset}/k{k}_heatmap.{ext}"),
 
 
 rule pretrained:
     """The pretrained-model study: tables and figures (downloads the ImageNet weights)."""
     input:
-        pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_profiles.csv"),
-        pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_correlations.csv"),
+        PLAN.pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_profiles.csv"),
+        PLAN.pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_correlations.csv"),
         rules.fig_pretrained_profiles.input,
         rules.fig_pretrained_heatmap.input,

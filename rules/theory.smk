@@ -1,6 +1,7 @@
 # The linear-CNN theory: formula, fits to trained runs, the linear CNN itself, label statistics,
 # whitening and filters. Figures are named targets (fig_*); the cheap ones are in `all`.
 
+
 rule image_features:
     """Each sampled image's average patch and its patch energy along every component."""
     input:
@@ -10,10 +11,10 @@ rule image_features:
         "results/theory/{dataset}/k{k}_images.h5",
     log:
         "logs/theory/{dataset}_k{k}_images.log",
-    resources:
-        mem_mb=3000,
     conda:
         ENV
+    resources:
+        mem_mb=3000,
     script:
         "../scripts/image_features.py"
 
@@ -25,15 +26,18 @@ rule label_stats:
     output:
         table="results/tables/theory/{dataset}/k{k}_label_stats.csv",
         pdf="results/figures/theory/{dataset}/k{k}_label_stats.pdf",
-        png=report("results/figures/theory/{dataset}/k{k}_label_stats.png",
-                   caption="../report/label_stats.rst", category="Theory",
-                   labels={"figure": "label statistics", "dataset": "{dataset}", "k": "{k}"}),
+        png=report(
+            "results/figures/theory/{dataset}/k{k}_label_stats.png",
+            caption="../report/label_stats.rst",
+            category="Theory",
+            labels={"figure": "label statistics", "dataset": "{dataset}", "k": "{k}"},
+        ),
     log:
         "logs/theory/{dataset}_k{k}_label_stats.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/label_stats.py"
 
@@ -48,20 +52,23 @@ rule linear_cnn:
         summary="results/tables/theory/{dataset}/k{k}_linear_cnn.csv",
         curves="results/tables/theory/{dataset}/k{k}_linear_cnn_curves.csv",
         pdf="results/figures/theory/{dataset}/k{k}_linear_cnn.pdf",
-        png=report("results/figures/theory/{dataset}/k{k}_linear_cnn.png",
-                   caption="../report/linear_cnn.rst", category="Theory",
-                   labels={"figure": "linear CNN", "dataset": "{dataset}", "k": "{k}"}),
-    params:
-        settings=THEORY["linear_cnn"],
+        png=report(
+            "results/figures/theory/{dataset}/k{k}_linear_cnn.png",
+            caption="../report/linear_cnn.rst",
+            category="Theory",
+            labels={"figure": "linear CNN", "dataset": "{dataset}", "k": "{k}"},
+        ),
     log:
         "logs/theory/{dataset}_k{k}_linear_cnn.log",
     benchmark:
         "benchmarks/theory/{dataset}_k{k}_linear_cnn.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=3000,
-    conda:
-        ENV
+    params:
+        settings=THEORY["linear_cnn"],
     script:
         "../scripts/linear_cnn.py"
 
@@ -72,15 +79,18 @@ rule formula_figure:
         "results/patches/{dataset}/k{k}.h5",
     output:
         pdf="results/figures/theory/{dataset}/k{k}_formula.pdf",
-        png=report("results/figures/theory/{dataset}/k{k}_formula.png",
-                   caption="../report/formula.rst", category="Theory",
-                   labels={"figure": "formula vs t", "dataset": "{dataset}", "k": "{k}"}),
+        png=report(
+            "results/figures/theory/{dataset}/k{k}_formula.png",
+            caption="../report/formula.rst",
+            category="Theory",
+            labels={"figure": "formula vs t", "dataset": "{dataset}", "k": "{k}"},
+        ),
     log:
         "logs/theory/{dataset}_k{k}_formula.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/formula_figure.py"
 
@@ -90,27 +100,35 @@ rule formula_fits:
     run at every recorded step; the random-init baseline; fitted t against the SGD step."""
     input:
         profiles="results/tables/training/profiles.csv",
-        stats=expand("results/patches/{dataset}/k3.h5", dataset=TRAINING_DATASETS),
-        features=expand("results/theory/{dataset}/k3_images.h5", dataset=TRAINING_DATASETS),
+        stats=PLAN.training_patch_stats(),
+        features=PLAN.training_image_features(),
     output:
         fits="results/tables/theory/fits.csv",
         table="results/tables/theory/table3.csv",
         curves="results/tables/theory/fit_curves.csv",
         pdf="results/figures/theory/fits.pdf",
-        png=report("results/figures/theory/fits.png", caption="../report/fits.rst",
-                   category="Theory", labels={"figure": "Table 3 fits"}),
+        png=report(
+            "results/figures/theory/fits.png",
+            caption="../report/fits.rst",
+            category="Theory",
+            labels={"figure": "Table 3 fits"},
+        ),
         t_pdf="results/figures/theory/fitted_t.pdf",
-        t_png=report("results/figures/theory/fitted_t.png", caption="../report/fitted_t.rst",
-                     category="Theory", labels={"figure": "fitted t vs SGD step"}),
+        t_png=report(
+            "results/figures/theory/fitted_t.png",
+            caption="../report/fitted_t.rst",
+            category="Theory",
+            labels={"figure": "fitted t vs SGD step"},
+        ),
+    log:
+        "logs/theory/formula_fits.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
     params:
         eta=THEORY["eta"],
         tau_range=THEORY["tau_range"],
-    log:
-        "logs/theory/formula_fits.log",
-    resources:
-        mem_mb=2000,
-    conda:
-        ENV
     script:
         "../scripts/formula_fits.py"
 
@@ -121,22 +139,25 @@ rule whitening:
     input:
         dataset="resources/datasets/{dataset}.h5",
         stats=lambda wc: f"results/patches/{wc.dataset}/k{THEORY['whitening']['k']}.h5",
-        runs=lambda wc: expand("results/runs/{run}.h5", run=learned_runs(wc.dataset, "true")),
+        runs=lambda wc: expand("results/runs/{run}.h5", run=PLAN.learned_runs(wc.dataset, "true")),
     output:
         table="results/tables/theory/{dataset}/whitening.csv",
         pdf="results/figures/theory/{dataset}/whitening.pdf",
-        png=report("results/figures/theory/{dataset}/whitening.png",
-                   caption="../report/whitening.rst", category="Theory",
-                   labels={"figure": "whitening", "dataset": "{dataset}"}),
-    params:
-        settings=THEORY["whitening"],
+        png=report(
+            "results/figures/theory/{dataset}/whitening.png",
+            caption="../report/whitening.rst",
+            category="Theory",
+            labels={"figure": "whitening", "dataset": "{dataset}"},
+        ),
     log:
         "logs/theory/{dataset}_whitening.log",
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=3000,
-    conda:
-        ENV
+    params:
+        settings=THEORY["whitening"],
     script:
         "../scripts/whitening.py"
 
@@ -147,79 +168,85 @@ rule filters_figure:
         "results/runs/{run}.h5",
     output:
         pdf="results/figures/theory/filters/{run}.pdf",
-        png=report("results/figures/theory/filters/{run}.png", caption="../report/filters.rst",
-                   category="Filters", labels={"figure": "filters", "run": "{run}"}),
+        png=report(
+            "results/figures/theory/filters/{run}.png",
+            caption="../report/filters.rst",
+            category="Filters",
+            labels={"figure": "filters", "run": "{run}"},
+        ),
     log:
         "logs/theory/filters_{run}.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/filters_figure.py"
 
 
 rule fig_formula:
     input:
-        theory_figure("formula"),
+        PLAN.theory_figure("formula"),
 
 
 rule fig_label_stats:
     input:
-        theory_figure("label_stats"),
+        PLAN.theory_figure("label_stats"),
 
 
 rule fig_linear_cnn:
     input:
-        theory_figure("linear_cnn"),
+        PLAN.theory_figure("linear_cnn"),
 
 
 rule fig_whitening:
     input:
-        expand("results/figures/theory/{dataset}/whitening.{ext}", dataset=THEORY["datasets"],
-               ext=FIGURE_FORMATS),
+        PLAN.whitening_figures(),
 
 
 rule fig_fits:
     input:
-        expand("results/figures/theory/{name}.{ext}", name=["fits", "fitted_t"], ext=FIGURE_FORMATS),
+        PLAN.fit_figures(),
 
 
 rule fig_filters:
     input:
-        expand("results/figures/theory/filters/{run}.{ext}", run=filter_runs(), ext=FIGURE_FORMATS),
+        PLAN.filter_figures(),
 
 
 rule theory:
     """Every theory figure and table of the configured datasets and grid."""
     input:
-        theory_targets(),
+        PLAN.theory_targets(),
 
 
 rule manipulations:
     """Figs. 8, 17, 18: energy-decile labels and scaled components against unmanipulated runs."""
     input:
         profiles="results/tables/training/profiles.csv",
-        stats=expand("results/patches/{dataset}/k3.h5", dataset=TRAINING_DATASETS),
+        stats=PLAN.training_patch_stats(),
     output:
         runs="results/tables/theory/manipulations.csv",
         summary="results/tables/theory/manipulations_summary.csv",
         pdf="results/figures/theory/manipulations.pdf",
-        png=report("results/figures/theory/manipulations.png",
-                   caption="../report/manipulations.rst", category="Theory",
-                   labels={"figure": "manipulations"}),
-    params:
-        eta=THEORY["eta"],
+        png=report(
+            "results/figures/theory/manipulations.png",
+            caption="../report/manipulations.rst",
+            category="Theory",
+            labels={"figure": "manipulations"},
+        ),
     log:
         "logs/theory/manipulations.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+    params:
+        eta=THEORY["eta"],
     script:
         "../scripts/manipulations.py"
 
 
 rule fig_manipulations:
     input:
-        expand("results/figures/theory/manipulations.{ext}", ext=FIGURE_FORMATS),
+        PLAN.manipulation_figures(),

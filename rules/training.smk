@@ -5,19 +5,19 @@ rule train:
         run_dataset,
     output:
         "results/runs/{run}.h5",
-    params:
-        spec=lambda wc: GRID[wc.run]["spec"].as_dict(),
-        checkpoint=lambda wc: f"checkpoints/{wc.run}.pt",
     log:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=6000,
         runtime=training_minutes,
-    conda:
-        ENV
+    params:
+        spec=lambda wc: GRID[wc.run]["spec"].as_dict(),
+        checkpoint=lambda wc: f"checkpoints/{wc.run}.pt",
     script:
         "../scripts/train.py"
 
@@ -25,17 +25,17 @@ rule train:
 rule training_profiles:
     """Energy profiles of every run at every recorded step, and every run's metrics."""
     input:
-        runs=expand("results/runs/{run}.h5", run=list(GRID)),
-        stats=expand("results/patches/{dataset}/k3.h5", dataset=TRAINING_DATASETS),
+        runs=PLAN.runs(),
+        stats=PLAN.training_patch_stats(),
     output:
         profiles="results/tables/training/profiles.csv",
         metrics="results/tables/training/metrics.csv",
     log:
         "logs/training_profiles.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/training_profiles.py"
 
@@ -56,10 +56,10 @@ rule consistency_tables:
         ),
     log:
         "logs/consistency_tables.log",
-    resources:
-        mem_mb=2000,
     conda:
         ENV
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/consistency_tables.py"
 
@@ -82,38 +82,38 @@ for figure in ["true_vs_random", "consistency", "frozen", "heatmap"]:
                 category="Training",
                 labels={"figure": figure},
             ),
-        params:
-            figure=figure,
         log:
             f"logs/plots/training_{figure}.log",
-        resources:
-            mem_mb=2000,
         conda:
             ENV
+        resources:
+            mem_mb=2000,
+        params:
+            figure=figure,
         script:
             "../scripts/plot_training.py"
 
 
 rule fig_true_vs_random:
     input:
-        training_figure("true_vs_random"),
+        PLAN.training_figure("true_vs_random"),
 
 
 rule fig_consistency:
     input:
-        training_figure("consistency"),
+        PLAN.training_figure("consistency"),
 
 
 rule fig_frozen:
     input:
-        training_figure("frozen"),
+        PLAN.training_figure("frozen"),
 
 
 rule fig_heatmap:
     input:
-        training_figure("heatmap"),
+        PLAN.training_figure("heatmap"),
 
 
 rule fig_tables:
     input:
-        expand("results/figures/training/tables.{ext}", ext=FIGURE_FORMATS),
+        figures("results/figures/training/tables"),

@@ -1,8 +1,14 @@
 """Rule `first_layer`: one model's first-layer weights, from torchvision or a user file."""
+
 import numpy as np
 
 from firstlayer.logs import job
-from firstlayer.pretrained import FirstLayer, load_weight_file, torchvision_first_layer, write_first_layer
+from firstlayer.pretrained.layers import (
+    FirstLayer,
+    load_weight_file,
+    torchvision_first_layer,
+    write_first_layer,
+)
 
 with job(snakemake.log[0]):
     model = snakemake.wildcards.model
@@ -16,6 +22,8 @@ with job(snakemake.log[0]):
     else:
         print(f"loading {model} through torchvision's weights= API (torch hub cache)")
         layer = torchvision_first_layer(model)
-    print(f"{model}: first layer {layer.weight.shape} from {layer.source}; input mean "
-          f"{layer.input_mean}, std {layer.input_std}")
+    print(
+        f"{model}: first layer {layer.weight.shape} from {layer.source}; input mean "
+        f"{layer.input_mean}, std {layer.input_std}"
+    )
     write_first_layer(snakemake.output[0], layer, provenance={"model": model, "spec": spec})

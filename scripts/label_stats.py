@@ -1,7 +1,9 @@
 """Rule `label_stats`: class indicators against per-image patch energy (Fig. 5)."""
-from firstlayer.image_stats import label_correlations, read_image_features
+
 from firstlayer.logs import job
-from firstlayer.theory_plots import label_statistics
+from firstlayer.patches.features import read_image_features
+from firstlayer.report.theory_plots import label_statistics
+from firstlayer.theory.label_stats import label_correlations
 
 with job(snakemake.log[0]):
     features = read_image_features(snakemake.input[0])
@@ -9,7 +11,13 @@ with job(snakemake.log[0]):
     table.insert(0, "dataset", snakemake.wildcards.dataset)
     table.to_csv(snakemake.output.table, index=False)
     strongest = table.loc[table["correlation"].abs().idxmax()]
-    print(f"largest |correlation| {abs(strongest.correlation):.3f} ({strongest['class']}, "
-          f"component {strongest.component})")
-    label_statistics(table, f"{snakemake.wildcards.dataset}: class vs patch energy "
-                     f"(k={snakemake.wildcards.k})", snakemake.output.pdf, snakemake.output.png)
+    print(
+        f"largest |correlation| {abs(strongest.correlation):.3f} ({strongest['class']}, "
+        f"component {strongest.component})"
+    )
+    label_statistics(
+        table,
+        f"{snakemake.wildcards.dataset}: class vs patch energy (k={snakemake.wildcards.k})",
+        snakemake.output.pdf,
+        snakemake.output.png,
+    )

@@ -1,13 +1,18 @@
 """Rule `manipulations`: decile labels and scaled components against unmanipulated runs."""
+
 from pathlib import Path
 
 import pandas as pd
 
 from firstlayer.logs import job
-from firstlayer.manipulation_analysis import (manipulation_curves, manipulation_table, summary,
-                                              unmanipulated_true_vs_random)
-from firstlayer.patches import read_patch_stats
-from firstlayer.theory_plots import profile_panels
+from firstlayer.patches.stats import read_patch_stats
+from firstlayer.report.theory_plots import profile_panels
+from firstlayer.theory.manipulations import (
+    manipulation_curves,
+    manipulation_table,
+    summary,
+    unmanipulated_true_vs_random,
+)
 
 with job(snakemake.log[0]):
     stats = {Path(path).parent.name: read_patch_stats(path) for path in snakemake.input.stats}
@@ -17,6 +22,9 @@ with job(snakemake.log[0]):
     overview = summary(table, unmanipulated_true_vs_random(profiles))
     overview.to_csv(snakemake.output.summary, index=False)
     print(overview.to_string(index=False))
-    profile_panels(manipulation_curves(profiles, table, stats, snakemake.params.eta),
-                   "Manipulations: learned profiles (mean over seeds)", snakemake.output.pdf,
-                   snakemake.output.png)
+    profile_panels(
+        manipulation_curves(profiles, table, stats, snakemake.params.eta),
+        "Manipulations: learned profiles (mean over seeds)",
+        snakemake.output.pdf,
+        snakemake.output.png,
+    )

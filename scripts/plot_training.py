@@ -1,9 +1,10 @@
 """Rules `plot_{figure}`: one figure of the training analyses each."""
+
 import pandas as pd
 
-from firstlayer import plots
-from firstlayer.analysis import final_profiles, with_both
 from firstlayer.logs import job
+from firstlayer.report import plots
+from firstlayer.training.analysis import final_profiles, with_both
 
 with job(snakemake.log[0]):
     figure, out = snakemake.params.figure, (snakemake.output.pdf, snakemake.output.png)
@@ -12,11 +13,18 @@ with job(snakemake.log[0]):
     if figure == "true_vs_random":
         plots.true_vs_random(with_both(learned, "labels", ("true", "random")), *out)
     elif figure == "consistency":
-        plots.consistency(learned[learned["labels"] == "true"], profiles[profiles["step"] == 0], *out)
+        plots.consistency(
+            learned[learned["labels"] == "true"], profiles[profiles["step"] == 0], *out
+        )
     elif figure == "frozen":
         metrics = pd.read_csv(snakemake.input.metrics)
-        plots.frozen_curves(with_both(metrics[metrics["labels"] == "true"], "frozen", (True, False)), *out)
+        plots.frozen_curves(
+            with_both(metrics[metrics["labels"] == "true"], "frozen", (True, False)), *out
+        )
     else:
-        plots.correlation_heatmap(pd.read_csv(snakemake.input.correlations),
-                                  "Learned-profile correlations of all runs", *out)
+        plots.correlation_heatmap(
+            pd.read_csv(snakemake.input.correlations),
+            "Learned-profile correlations of all runs",
+            *out,
+        )
     print(f"wrote {out[0]}")

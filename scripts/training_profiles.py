@@ -1,12 +1,13 @@
 """Rule `training_profiles`: tidy tables of every run's profiles along training and metrics."""
+
 from pathlib import Path
 
 import pandas as pd
 
-from firstlayer.analysis import run_profiles
 from firstlayer.logs import job
-from firstlayer.patches import read_patch_stats
-from firstlayer.training import read_run
+from firstlayer.patches.stats import read_patch_stats
+from firstlayer.training.analysis import run_profiles
+from firstlayer.training.run import read_run
 
 with job(snakemake.log[0]):
     stats = {Path(path).parent.name: read_patch_stats(path) for path in snakemake.input.stats}

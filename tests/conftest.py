@@ -61,8 +61,13 @@ def grid_workdir(path: Path, config: str = GRID_CONFIG) -> Path:
 
 
 def run_snakemake(path, *args, timeout=600):
-    return subprocess.run([*SNAKEMAKE, "--directory", str(path), "--configfile", "config.yaml", *args],
-                          cwd=path, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(path), "--configfile", "config.yaml", *args],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

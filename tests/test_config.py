@@ -1,13 +1,14 @@
 """Configuration mistakes: one line naming the key, the value and what is allowed; no job runs."""
+
 import copy
 import subprocess
 import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT
-from firstlayer.config import ConfigError, validate_config
+
+from firstlayer.common.config import ConfigError, validate_config
 
 SCHEMA = ROOT / "config" / "schema.yaml"
 
@@ -16,8 +17,11 @@ SCHEMA = ROOT / "config" / "schema.yaml"
 def config(tmp_path):
     data = tmp_path / "toy.npz"
     data.write_bytes(b"placeholder: only its existence is checked here")
-    return {"datasets": {"toy": {"source": "npz", "path": str(data)}},
-            "patches": {"datasets": ["toy"]}, "pretrained": {"dataset": "toy"}}
+    return {
+        "datasets": {"toy": {"source": "npz", "path": str(data)}},
+        "patches": {"datasets": ["toy"]},
+        "pretrained": {"dataset": "toy"},
+    }
 
 
 def check(config, **changes):
@@ -62,66 +66,167 @@ def test_string_overrides_are_coerced(config):
     assert config["patches"]["k"] == [5] and config["patches"]["n_images"] is None
 
 
-@pytest.mark.parametrize("changes,expected", [
-    ({"patches__k": [0]}, "patches.k[0] = 0; must be >= 1"),
-    ({"patches__k": []}, "patches.k = []; must have at least 1 entries"),
-    ({"patches__k": "three"}, "patches.k = 'three'; expected array"),
-    ({"patches__split": "val"}, "patches.split = 'val'; allowed: train, test"),
-    ({"patches__n_images": -5}, "patches.n_images = -5; must be >= 1"),
-    ({"patches__chunk_images": 0}, "patches.chunk_images = 0; must be >= 1"),
-    ({"patches__normalization": "imagenet"}, "patches.normalization = 'imagenet'; allowed: dataset, unit"),
-    ({"patches__strategy": "fast"}, "patches.strategy = 'fast'; allowed: auto, band, unfold"),
-    ({"patches__colour": 1}, "unknown key 'colour' in patches; allowed keys: chunk_images, datasets"),
-    ({"patchez": {}}, "unknown key 'patchez' in (top level); allowed keys: datasets, experiments, patches, pretrained, theory, training"),
-    ({"patches__datasets": ["cifar"]}, "patches.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
-    ({"pretrained__dataset": "imagenet"}, "pretrained.dataset = 'imagenet'; allowed: a key of datasets"),
-    ({"pretrained__input_space": "pixels"}, "pretrained.input_space = 'pixels'; allowed: model, raw"),
-    ({"pretrained__models": {"k3": ["vgg99"]}}, "pretrained.models.k3[0] = 'vgg99'; allowed: a torchvision model name"),
-    ({"pretrained__models": {"three": []}}, "pretrained.models has key 'three'; keys must match"),
-    ({"pretrained__models": {"k3": ["vgg11"], "k7": ["vgg11"]}}, "'vgg11' is listed twice"),
-    ({"pretrained__weight_files": {"m": {"path": "/no/such/file.npy"}}},
-     "pretrained.weight_files.m.path = '/no/such/file.npy'; no such file"),
-    ({"datasets__toy__source": "hdf5"}, "datasets.toy.source = 'hdf5'; allowed: torchvision, imagefolder, npz"),
-    ({"datasets__toy__path": "/no/such.npz"}, "datasets.toy.path = '/no/such.npz'; no such file or folder"),
-    ({"datasets__toy__resize": [32]}, "datasets.toy.resize = [32]; must have at least 2 entries"),
-    ({"datasets__bad_name": {"source": "npz"}}, "datasets has key 'bad_name'; keys must match"),
-    ({"datasets__tv": {"source": "torchvision"}}, "datasets.tv.name is missing"),
-    ({"datasets__tv": {"source": "torchvision", "name": "ImageNet"}},
-     "datasets.tv.name = 'ImageNet'; allowed: CIFAR10, CIFAR100, MNIST, FashionMNIST, KMNIST, SVHN"),
-    ({"training__epochs": 0}, "training.epochs = 0; must be >= 1"),
-    ({"training__batch_size": -1}, "training.batch_size = -1; must be >= 1"),
-    ({"training__precision": "float16"}, "training.precision = 'float16'; allowed: float32, bfloat16"),
-    ({"experiments": {"a": {"datasets": ["toy"], "archs": ["alexnet"]}}},
-     "experiments.a.archs[0] = 'alexnet'; allowed: vgg11, vgg13, vgg16, vgg19, resnet18, resnet20"),
-    ({"experiments": {"a": {"datasets": ["toy"], "seeds": []}}}, "experiments.a.seeds = []; must have at least 1 entries"),
-    ({"experiments": {"a": {"datasets": ["toy"], "first_widths": [0]}}}, "experiments.a.first_widths[0] = 0; must be >= 1"),
-    ({"experiments": {"a": {"datasets": ["toy"], "labels": ["shuffled"]}}}, "experiments.a.labels[0] = 'shuffled'; allowed: true, random"),
-    ({"experiments": {"a": {"datasets": ["cifar"]}}}, "experiments.a.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
-    ({"experiments": {"a": {"datasets": ["toy"], "inputs": ["blur"]}}}, "experiments.a.inputs[0] = 'blur'; allowed: none, scaleNxA"),
-    ({"experiments": {"a": {"datasets": ["toy"], "labels": ["decile0"]}}}, "experiments.a.labels[0] = 'decile0'; allowed: true, random, decileN"),
-    ({"datasets__pair": {"source": "subset", "of": "nope", "classes": ["a", "b"]}}, "datasets.pair.of = 'nope'; allowed: a key of datasets that is not itself a subset (toy)"),
-    ({"datasets__pair": {"source": "subset", "of": "toy", "classes": ["a"]}}, "datasets.pair.classes = ['a']; must have at least 2 entries"),
-    ({"theory__datasets": ["cifar"]}, "theory.datasets[0] = 'cifar'; allowed: a key of datasets (toy)"),
-    ({"theory__tau_range": [10, 1]}, "theory.tau_range = [10, 1]; allowed: [low, high] with 0 < low < high"),
-    ({"theory__whitening": {"k": 4}}, "theory.whitening.k = 4; allowed: an odd patch size"),
-    ({"theory__linear_cnn": {"steps": [0]}}, "theory.linear_cnn.steps[0] = 0; must be >= 1"),
-    ({"experiments": {"a": {"datasets": ["toy"], "settings": {"lr": 0}}}}, "experiments.a.settings.lr = 0; must be > 0"),
-])
+@pytest.mark.parametrize(
+    "changes,expected",
+    [
+        ({"patches__k": [0]}, "patches.k[0] = 0; must be >= 1"),
+        ({"patches__k": []}, "patches.k = []; must have at least 1 entries"),
+        ({"patches__k": "three"}, "patches.k = 'three'; expected array"),
+        ({"patches__split": "val"}, "patches.split = 'val'; allowed: train, test"),
+        ({"patches__n_images": -5}, "patches.n_images = -5; must be >= 1"),
+        ({"patches__chunk_images": 0}, "patches.chunk_images = 0; must be >= 1"),
+        (
+            {"patches__normalization": "imagenet"},
+            "patches.normalization = 'imagenet'; allowed: dataset, unit",
+        ),
+        ({"patches__strategy": "fast"}, "patches.strategy = 'fast'; allowed: auto, band, unfold"),
+        (
+            {"patches__colour": 1},
+            "unknown key 'colour' in patches; allowed keys: chunk_images, datasets",
+        ),
+        (
+            {"patchez": {}},
+            "unknown key 'patchez' in (top level); allowed keys: datasets, experiments, patches, pretrained, theory, training",
+        ),
+        (
+            {"patches__datasets": ["cifar"]},
+            "patches.datasets[0] = 'cifar'; allowed: a key of datasets (toy)",
+        ),
+        (
+            {"pretrained__dataset": "imagenet"},
+            "pretrained.dataset = 'imagenet'; allowed: a key of datasets",
+        ),
+        (
+            {"pretrained__input_space": "pixels"},
+            "pretrained.input_space = 'pixels'; allowed: model, raw",
+        ),
+        (
+            {"pretrained__models": {"k3": ["vgg99"]}},
+            "pretrained.models.k3[0] = 'vgg99'; allowed: a torchvision model name",
+        ),
+        (
+            {"pretrained__models": {"three": []}},
+            "pretrained.models has key 'three'; keys must match",
+        ),
+        ({"pretrained__models": {"k3": ["vgg11"], "k7": ["vgg11"]}}, "'vgg11' is listed twice"),
+        (
+            {"pretrained__weight_files": {"m": {"path": "/no/such/file.npy"}}},
+            "pretrained.weight_files.m.path = '/no/such/file.npy'; no such file",
+        ),
+        (
+            {"datasets__toy__source": "hdf5"},
+            "datasets.toy.source = 'hdf5'; allowed: torchvision, imagefolder, npz",
+        ),
+        (
+            {"datasets__toy__path": "/no/such.npz"},
+            "datasets.toy.path = '/no/such.npz'; no such file or folder",
+        ),
+        (
+            {"datasets__toy__resize": [32]},
+            "datasets.toy.resize = [32]; must have at least 2 entries",
+        ),
+        ({"datasets__bad_name": {"source": "npz"}}, "datasets has key 'bad_name'; keys must match"),
+        ({"datasets__tv": {"source": "torchvision"}}, "datasets.tv.name is missing"),
+        (
+            {"datasets__tv": {"source": "torchvision", "name": "ImageNet"}},
+            "datasets.tv.name = 'ImageNet'; allowed: CIFAR10, CIFAR100, MNIST, FashionMNIST, KMNIST, SVHN",
+        ),
+        ({"training__epochs": 0}, "training.epochs = 0; must be >= 1"),
+        ({"training__batch_size": -1}, "training.batch_size = -1; must be >= 1"),
+        (
+            {"training__precision": "float16"},
+            "training.precision = 'float16'; allowed: float32, bfloat16",
+        ),
+        (
+            {"experiments": {"a": {"datasets": ["toy"], "archs": ["alexnet"]}}},
+            "experiments.a.archs[0] = 'alexnet'; allowed: vgg11, vgg13, vgg16, vgg19, resnet18, resnet20",
+        ),
+        (
+            {"experiments": {"a": {"datasets": ["toy"], "seeds": []}}},
+            "experiments.a.seeds = []; must have at least 1 entries",
+        ),
+        (
+            {"experiments": {"a": {"datasets": ["toy"], "first_widths": [0]}}},
+            "experiments.a.first_widths[0] = 0; must be >= 1",
+        ),
+        (
+            {"experiments": {"a": {"datasets": ["toy"], "labels": ["shuffled"]}}},
+            "experiments.a.labels[0] = 'shuffled'; allowed: true, random",
+        ),
+        (
+            {"experiments": {"a": {"datasets": ["cifar"]}}},
+            "experiments.a.datasets[0] = 'cifar'; allowed: a key of datasets (toy)",
+        ),
+        (
+            {"experiments": {"a": {"datasets": ["toy"], "inputs": ["blur"]}}},
+            "experiments.a.inputs[0] = 'blur'; allowed: none, scaleNxA",
+        ),
+        (
+            {"experiments": {"a": {"datasets": ["toy"], "labels": ["decile0"]}}},
+            "experiments.a.labels[0] = 'decile0'; allowed: true, random, decileN",
+        ),
+        (
+            {"datasets__pair": {"source": "subset", "of": "nope", "classes": ["a", "b"]}},
+            "datasets.pair.of = 'nope'; allowed: a key of datasets that is not itself a subset (toy)",
+        ),
+        (
+            {"datasets__pair": {"source": "subset", "of": "toy", "classes": ["a"]}},
+            "datasets.pair.classes = ['a']; must have at least 2 entries",
+        ),
+        (
+            {"theory__datasets": ["cifar"]},
+            "theory.datasets[0] = 'cifar'; allowed: a key of datasets (toy)",
+        ),
+        (
+            {"theory__tau_range": [10, 1]},
+            "theory.tau_range = [10, 1]; allowed: [low, high] with 0 < low < high",
+        ),
+        ({"theory__whitening": {"k": 4}}, "theory.whitening.k = 4; allowed: an odd patch size"),
+        ({"theory__linear_cnn": {"steps": [0]}}, "theory.linear_cnn.steps[0] = 0; must be >= 1"),
+        (
+            {"experiments": {"a": {"datasets": ["toy"], "settings": {"lr": 0}}}},
+            "experiments.a.settings.lr = 0; must be > 0",
+        ),
+    ],
+)
 def test_bad_values(config, changes, expected):
     assert expected in check(config, **changes)
 
 
 def run_snakemake(tmp_path, *config_args):
-    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-                           "--directory", str(tmp_path), "--configfile", str(ROOT / "config" / "config.yaml"),
-                           "--cores", "1", "--config", *config_args],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+            "--cores",
+            "1",
+            "--config",
+            *config_args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("patches={k: [0]}", "config error: patches.k[0] = 0; must be >= 1"),
-    ("pretrained={input_space: pixels}", "config error: pretrained.input_space = 'pixels'; allowed: model, raw"),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("patches={k: [0]}", "config error: patches.k[0] = 0; must be >= 1"),
+        (
+            "pretrained={input_space: pixels}",
+            "config error: pretrained.input_space = 'pixels'; allowed: model, raw",
+        ),
+    ],
+)
 def test_snakemake_stops_with_one_line_before_any_job(tmp_path, override, expected):
     result = run_snakemake(tmp_path, override)
     assert result.returncode != 0

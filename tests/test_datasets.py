@@ -1,8 +1,9 @@
 """Dataset sources: torchvision downloads (from file:// URLs), ImageFolder trees, npz files."""
+
 import functools
 import gzip
-import http.server
 import hashlib
+import http.server
 import io
 import pickle
 import struct
@@ -16,9 +17,19 @@ import pytest
 import torchvision.datasets as tvd
 from PIL import Image
 
-from firstlayer.datasets import (DatasetError, DatasetFile, Splits, build_dataset, channel_stats,
-                                 load_imagefolder, load_npz, load_subset, load_torchvision,
-                                 sample_indices, write_dataset)
+from firstlayer.datasets.sources import (
+    DatasetError,
+    DatasetFile,
+    Splits,
+    build_dataset,
+    channel_stats,
+    load_imagefolder,
+    load_npz,
+    load_subset,
+    load_torchvision,
+    sample_indices,
+    write_dataset,
+)
 from firstlayer.h5io import FormatError
 
 
@@ -48,6 +59,7 @@ def serve(tmp_path):
 
 # ------------------------------------------------------------------ torchvision, real formats
 
+
 @pytest.fixture
 def fake_cifar10(tmp_path, monkeypatch, serve):
     """A CIFAR-10 archive in the real format (pickled batches in cifar-10-batches-py/ inside a
@@ -74,8 +86,11 @@ def fake_cifar10(tmp_path, monkeypatch, serve):
     monkeypatch.setattr(tvd.CIFAR10, "tgz_md5", md5(served.read_bytes()))
     monkeypatch.setattr(tvd.CIFAR10, "train_list", [[n, md5(members[n])] for n in names[:5]])
     monkeypatch.setattr(tvd.CIFAR10, "test_list", [["test_batch", md5(members["test_batch"])]])
-    monkeypatch.setattr(tvd.CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names",
-                                               "md5": md5(members["batches.meta"])})
+    monkeypatch.setattr(
+        tvd.CIFAR10,
+        "meta",
+        {"filename": "batches.meta", "key": "label_names", "md5": md5(members["batches.meta"])},
+    )
     return served, batches
 
 
@@ -121,7 +136,9 @@ def test_failed_download_says_where_to_put_the_file(fake_cifar10, tmp_path, monk
 
 
 def _idx(array: np.ndarray) -> bytes:
-    header = struct.pack(">I", 0x0800 | array.ndim) + b"".join(struct.pack(">I", s) for s in array.shape)
+    header = struct.pack(">I", 0x0800 | array.ndim) + b"".join(
+        struct.pack(">I", s) for s in array.shape
+    )
     return gzip.compress(header + array.astype(np.uint8).tobytes())
 
 
@@ -129,10 +146,12 @@ def test_mnist_download_from_url_is_grayscale(tmp_path, monkeypatch, serve):
     rng = np.random.default_rng(1)
     served = tmp_path / "mirror"
     served.mkdir()
-    arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (6, 28, 28)),
-              "train-labels-idx1-ubyte.gz": rng.integers(0, 10, 6),
-              "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (3, 28, 28)),
-              "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, 3)}
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (6, 28, 28)),
+        "train-labels-idx1-ubyte.gz": rng.integers(0, 10, 6),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (3, 28, 28)),
+        "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, 3),
+    }
     resources = []
     for name, array in arrays.items():
         (served / name).write_bytes(_idx(array))
@@ -146,11 +165,14 @@ def test_mnist_download_from_url_is_grayscale(tmp_path, monkeypatch, serve):
 
 
 def test_unknown_torchvision_dataset():
-    with pytest.raises(DatasetError, match="'ImageNet' is not supported; allowed: CIFAR10, CIFAR100"):
+    with pytest.raises(
+        DatasetError, match="'ImageNet' is not supported; allowed: CIFAR10, CIFAR100"
+    ):
         load_torchvision("ImageNet", "/tmp/unused")
 
 
 # ------------------------------------------------------------------ ImageFolder trees
+
 
 def _tree(root, sizes=None, modes=None):
     """train/{cat,dog}/*.png and test/{cat,dog}/*.png with known pixels."""
@@ -189,8 +211,11 @@ def test_imagefolder_directory_zip_and_tar_agree(tmp_path):
 
 def test_imagefolder_mixed_sizes_is_an_error_unless_resized(tmp_path):
     _tree(tmp_path, sizes={"train/dog/1.png": (8, 8)})
-    with pytest.raises(DatasetError, match=r"train/dog/1.png is 8x8 RGB but test/cat/0.png is "
-                                           r"6x5 RGB; .*resize"):
+    with pytest.raises(
+        DatasetError,
+        match=r"train/dog/1.png is 8x8 RGB but test/cat/0.png is "
+        r"6x5 RGB; .*resize",
+    ):
         load_imagefolder(tmp_path)
     splits = load_imagefolder(tmp_path, resize=(4, 4))
     assert splits.images["train"].shape == (6, 4, 4, 3)
@@ -198,7 +223,9 @@ def test_imagefolder_mixed_sizes_is_an_error_unless_resized(tmp_path):
 
 def test_imagefolder_mixed_modes_is_an_error_unless_converted(tmp_path):
     _tree(tmp_path, modes={"train/dog/2.png": "L"})
-    with pytest.raises(DatasetError, match=r"train/dog/2.png is 6x5 L but test/cat/0.png is 6x5 RGB"):
+    with pytest.raises(
+        DatasetError, match=r"train/dog/2.png is 6x5 L but test/cat/0.png is 6x5 RGB"
+    ):
         load_imagefolder(tmp_path)
     assert load_imagefolder(tmp_path, mode="L").images["test"].shape == (4, 6, 5, 1)
 
@@ -211,14 +238,18 @@ def test_imagefolder_without_train_folder(tmp_path):
 
 # ------------------------------------------------------------------ npz
 
+
 def test_npz_source(tmp_path):
     rng = np.random.default_rng(4)
     x = rng.integers(0, 256, (10, 7, 7, 3), dtype=np.uint8)
     y = rng.integers(0, 3, 10)
     np.savez(tmp_path / "d.npz", x=x, y=y, xt=x[:2], yt=y[:2])
-    splits = load_npz(tmp_path / "d.npz", test_images="xt", test_labels="yt",
-                      class_names=["a", "b", "c"])
-    assert np.array_equal(splits.images["train"], x) and np.array_equal(splits.labels["test"], y[:2])
+    splits = load_npz(
+        tmp_path / "d.npz", test_images="xt", test_labels="yt", class_names=["a", "b", "c"]
+    )
+    assert np.array_equal(splits.images["train"], x) and np.array_equal(
+        splits.labels["test"], y[:2]
+    )
     gray = load_npz(_save(tmp_path / "g.npz", x=x[..., 0], y=y))
     assert gray.images["train"].shape == (10, 7, 7, 1) and gray.images["test"].shape[0] == 0
 
@@ -243,11 +274,16 @@ def test_npz_errors(tmp_path):
 
 # ------------------------------------------------------------------ the dataset file
 
+
 def test_dataset_file_round_trip_and_statistics(tmp_path):
     x = np.random.default_rng(5).integers(0, 256, (12, 4, 4, 3), dtype=np.uint8)
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(12) % 2)
-    build_dataset("toy", {"source": "npz", "path": str(tmp_path / "d.npz")}, tmp_path / "toy.h5",
-                  tmp_path / "dl")
+    build_dataset(
+        "toy",
+        {"source": "npz", "path": str(tmp_path / "d.npz")},
+        tmp_path / "toy.h5",
+        tmp_path / "dl",
+    )
     with DatasetFile(tmp_path / "toy.h5") as data:
         assert data.shape == (4, 4, 3) and data.count("train") == 12 and data.count("test") == 0
         assert np.array_equal(data.images("train")[()], x)
@@ -276,6 +312,7 @@ def test_sample_indices_is_seeded_uniform_and_sorted():
 
 # ------------------------------------------------------------------ real CIFAR-10
 
+
 def test_real_cifar10_imagefolder_matches_lossless_copy(shared_data, cifar_lossless):
     splits = load_imagefolder(shared_data / "cifar10-jpeg.zip")
     assert splits.images["train"].shape == (50000, 32, 32, 3)
@@ -288,7 +325,7 @@ def test_real_cifar10_imagefolder_matches_lossless_copy(shared_data, cifar_lossl
     for i in (0, 1, 2, 1234, 3999):
         position = int(np.sum(y[:i] == y[i]))
         jpeg = splits.images["train"][y[i] * 5000 + position].astype(float)
-        psnr = 10 * np.log10(255 ** 2 / np.mean((jpeg - x[i]) ** 2))
+        psnr = 10 * np.log10(255**2 / np.mean((jpeg - x[i]) ** 2))
         assert psnr > 25, (i, psnr)
     mean, std = channel_stats(splits.images["train"])
     assert np.allclose(mean, [0.4914, 0.4822, 0.4465], atol=2e-3)  # CIFAR-10's known means
@@ -303,11 +340,23 @@ def test_real_cifar10_npz(shared_data):
 def test_a_subset_keeps_the_named_classes_relabelled_in_order(tmp_path):
     images = np.arange(40 * 4 * 4 * 3, dtype=np.uint8).reshape(40, 4, 4, 3)
     labels = np.arange(40) % 4
-    write_dataset(tmp_path / "parent.h5", Splits({"train": images[:32], "test": images[32:]},
-                                                 {"train": labels[:32], "test": labels[32:]},
-                                                 ["cat", "dog", "frog", "ship"], "p", "0" * 64))
-    build_dataset("pair", {"source": "subset", "of": "parent", "classes": ["frog", "cat"]},
-                  tmp_path / "pair.h5", None, parent_path=tmp_path / "parent.h5")
+    write_dataset(
+        tmp_path / "parent.h5",
+        Splits(
+            {"train": images[:32], "test": images[32:]},
+            {"train": labels[:32], "test": labels[32:]},
+            ["cat", "dog", "frog", "ship"],
+            "p",
+            "0" * 64,
+        ),
+    )
+    build_dataset(
+        "pair",
+        {"source": "subset", "of": "parent", "classes": ["frog", "cat"]},
+        tmp_path / "pair.h5",
+        None,
+        parent_path=tmp_path / "parent.h5",
+    )
     with DatasetFile(tmp_path / "pair.h5") as pair:
         assert pair.class_names == ["frog", "cat"]
         train = pair.labels("train")
@@ -318,8 +367,15 @@ def test_a_subset_keeps_the_named_classes_relabelled_in_order(tmp_path):
 
 def test_a_subset_with_an_unknown_class_names_the_allowed_ones(tmp_path):
     images = np.zeros((8, 4, 4, 3), np.uint8)
-    write_dataset(tmp_path / "parent.h5", Splits({"train": images, "test": images[:0]},
-                                                 {"train": np.arange(8) % 2, "test": np.arange(0)},
-                                                 ["cat", "dog"], "p", "0" * 64))
+    write_dataset(
+        tmp_path / "parent.h5",
+        Splits(
+            {"train": images, "test": images[:0]},
+            {"train": np.arange(8) % 2, "test": np.arange(0)},
+            ["cat", "dog"],
+            "p",
+            "0" * 64,
+        ),
+    )
     with pytest.raises(DatasetError, match="'car' is not a class of .*; allowed: cat, dog"):
         load_subset(tmp_path / "parent.h5", ["car", "dog"], "pair")

@@ -1,16 +1,17 @@
 """Device choice: one GPU slot per concurrent job, released when the job dies."""
+
 import signal
 import subprocess
 import sys
 
 import torch
 
-from firstlayer.devices import select_device
+from firstlayer.training.devices import select_device
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from firstlayer.devices import claim_slot
+from firstlayer.training.devices import claim_slot
 log = lambda message: print(message, file=sys.stderr, flush=True)
 print(claim_slot(int(sys.argv[1]), Path(sys.argv[2]), wait=0.05, log=log), flush=True)
 time.sleep(60)
@@ -18,8 +19,9 @@ time.sleep(60)
 
 
 def holder(count, directory):
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(count), str(directory)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(count), str(directory)], stdout=subprocess.PIPE, text=True
+    )
     return process, int(process.stdout.readline())
 
 
@@ -41,8 +43,12 @@ def test_concurrent_jobs_get_distinct_slots_and_a_killed_job_frees_its_own(tmp_p
 
 def test_a_job_waits_while_every_slot_is_taken(tmp_path):
     first, _ = holder(1, tmp_path)
-    waiting = subprocess.Popen([sys.executable, "-c", HOLD, "1", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", HOLD, "1", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert "are taken; waiting for one" in waiting.stderr.readline()  # blocks until it says so
     assert waiting.poll() is None  # still waiting, no slot
     first.kill()

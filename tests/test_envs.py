@@ -1,10 +1,10 @@
 """The conda environment carries exactly the project's dependency pins (conda channels cannot be
 reached here, so the file is checked, not solved)."""
+
 import re
 import tomllib
 
 import yaml
-
 from conftest import ROOT
 
 

@@ -1,18 +1,27 @@
 """The theory's linear CNN: autograd training against the closed form, the formula where its
 assumption holds, and how far the formula is on real images."""
+
 import numpy as np
 import pytest
 import torch
-
-from firstlayer.datasets import channel_stats
-from firstlayer.linear_cnn import (LinearCNN, Moments, average_patches, energy_of_change,
-                                   exact_change, expected_random_label_profile,
-                                   random_sign_labels, stable_eta, tiled_images,
-                                   train_linear_cnn, train_on_average_patches)
-from firstlayer.patches import patch_statistics
-from firstlayer.theory import fit_formula, formula_profile
-
 from conftest import smooth_images
+
+from firstlayer.datasets.sources import channel_stats
+from firstlayer.patches.features import average_patches
+from firstlayer.patches.stats import patch_statistics
+from firstlayer.theory.formula import fit_formula, formula_profile
+from firstlayer.theory.linear_cnn import (
+    LinearCNN,
+    Moments,
+    energy_of_change,
+    exact_change,
+    expected_random_label_profile,
+    random_sign_labels,
+    stable_eta,
+    tiled_images,
+    train_linear_cnn,
+    train_on_average_patches,
+)
 
 
 def corr(a, b):
@@ -44,13 +53,15 @@ def test_autograd_training_equals_the_closed_form():
     moments = Moments.of(average_patches(x, 3), y)
     eta, steps = stable_eta(moments, 4, 0.9), 300
     trained = train_linear_cnn(model, torch.from_numpy(x), torch.from_numpy(y), eta, steps)
-    predicted = exact_change(moments, eta, steps, filters=4,
-                             init_sum=init.numpy().reshape(4, -1).sum(0))
+    predicted = exact_change(
+        moments, eta, steps, filters=4, init_sum=init.numpy().reshape(4, -1).sum(0)
+    )
     change = (trained - init).numpy().reshape(4, -1)
     assert np.abs(change - predicted).max() <= 1e-10 * np.abs(predicted).max()
     # the many-runs trainer on average patches is the same network
-    batch = train_on_average_patches(average_patches(x, 3), y[None], init.numpy().reshape(1, 4, -1),
-                                     eta, steps)
+    batch = train_on_average_patches(
+        average_patches(x, 3), y[None], init.numpy().reshape(1, 4, -1), eta, steps
+    )
     assert np.allclose(batch[0], trained.numpy().reshape(4, -1), rtol=0, atol=1e-12)
 
 
@@ -69,10 +80,11 @@ def test_seed_average_matches_the_formula_when_patches_are_independent():
     moments, filters, runs = Moments.of(average), 8, 128
     eta, steps = stable_eta(moments, filters), 150
     init = np.random.default_rng(5).normal(0, 1e-4, (runs, filters, 27))
-    weights = train_on_average_patches(average, random_sign_labels(runs, len(average), 4), init,
-                                       eta, steps)
+    weights = train_on_average_patches(
+        average, random_sign_labels(runs, len(average), 4), init, eta, steps
+    )
     profiles = energy_of_change(weights, init, basis)
-    mean_profile = np.sqrt(np.mean(profiles ** 2, axis=0))
+    mean_profile = np.sqrt(np.mean(profiles**2, axis=0))
     formula = formula_profile(lambdas, eta * filters / patches_per_image, steps)
     assert corr(mean_profile, formula) >= 0.95
     assert np.median([corr(p, formula) for p in profiles]) < 0.8  # single runs scatter
@@ -104,10 +116,11 @@ def test_on_real_images_the_exact_prediction_holds_and_the_formula_does_not(cifa
     moments, filters, runs = Moments.of(average), 8, 48
     eta, steps = stable_eta(moments, filters), 1000
     init = np.random.default_rng(1).normal(0, 1e-4, (runs, filters, 27))
-    weights = train_on_average_patches(average, random_sign_labels(runs, len(x), 2), init, eta,
-                                       steps)
+    weights = train_on_average_patches(
+        average, random_sign_labels(runs, len(x), 2), init, eta, steps
+    )
     profiles = energy_of_change(weights, init, stats.eigenvectors)
-    mean_profile = np.sqrt(np.mean(profiles ** 2, axis=0))
+    mean_profile = np.sqrt(np.mean(profiles**2, axis=0))
     exact = expected_random_label_profile(moments, stats.eigenvectors, eta, steps, filters, 1e-4)
     assert corr(mean_profile, exact) >= 0.98
     assert fit_formula(mean_profile, stats.lambdas).correlation < 0.9

@@ -1,17 +1,19 @@
 """Manipulations that break or keep the theorem's assumptions: energy-decile labels and
 principal-component rescaling."""
+
 import numpy as np
 import pytest
 import torch
-
-from firstlayer.datasets import Splits, channel_stats, write_dataset
-from firstlayer.errors import InputError
-from firstlayer.image_stats import image_features
-from firstlayer.manipulations import Context, apply_labels, apply_transform, check_labels
-from firstlayer.patches import PatchMoments
-from firstlayer.training import RunSpec, read_run, train
-
 from conftest import smooth_images
+
+from firstlayer.common.grid import RunSpec
+from firstlayer.common.settings import check_labels
+from firstlayer.datasets.sources import Splits, channel_stats, write_dataset
+from firstlayer.errors import InputError
+from firstlayer.patches.features import image_features
+from firstlayer.patches.stats import PatchMoments
+from firstlayer.training.manipulations import Context, apply_labels, apply_transform
+from firstlayer.training.run import read_run, train
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +75,34 @@ def test_scaling_moves_the_chosen_component_most(context, factor):
 def test_a_run_trains_on_decile_labels_and_scaled_inputs(tmp_path):
     images = smooth_images(120, 12, 12, 3, seed=5)
     labels = np.arange(120) % 3
-    write_dataset(tmp_path / "toy.h5", Splits({"train": images[:100], "test": images[100:]},
-                                              {"train": labels[:100], "test": labels[100:]},
-                                              ["a", "b", "c"], "test", "0" * 64))
-    spec = RunSpec(dataset="toy", first_width=8, width=0.0625, epochs=1, n_train=None,
-                   n_test=None, batch_size=25, labels="decile2", inputs="scale1x0.5")
-    train(spec, tmp_path / "toy.h5", tmp_path / "run.h5", tmp_path / "run.pt", device="cpu",
-          log=lambda message: None)
+    write_dataset(
+        tmp_path / "toy.h5",
+        Splits(
+            {"train": images[:100], "test": images[100:]},
+            {"train": labels[:100], "test": labels[100:]},
+            ["a", "b", "c"],
+            "test",
+            "0" * 64,
+        ),
+    )
+    spec = RunSpec(
+        dataset="toy",
+        first_width=8,
+        width=0.0625,
+        epochs=1,
+        n_train=None,
+        n_test=None,
+        batch_size=25,
+        labels="decile2",
+        inputs="scale1x0.5",
+    )
+    train(
+        spec,
+        tmp_path / "toy.h5",
+        tmp_path / "run.h5",
+        tmp_path / "run.pt",
+        device="cpu",
+        log=lambda message: None,
+    )
     run = read_run(tmp_path / "run.h5")
     assert run.spec.labels == "decile2" and not np.array_equal(run.init, run.final)

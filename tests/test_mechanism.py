@@ -1,17 +1,18 @@
 """Per-image patch statistics, label statistics, whitening and the fit tables, against
 independent computations and real CIFAR-10."""
+
 import numpy as np
 import pandas as pd
 import pytest
-
-from firstlayer.datasets import channel_stats
-from firstlayer.fits import fit_profiles, table3
-from firstlayer.image_stats import image_features, label_correlations
-from firstlayer.patches import patch_statistics
-from firstlayer.theory import formula_profile
-from firstlayer.whitening import random_bank, response_autocorrelation, whitening_bank
-
 from conftest import smooth_images
+
+from firstlayer.datasets.sources import channel_stats
+from firstlayer.patches.features import image_features
+from firstlayer.patches.stats import patch_statistics
+from firstlayer.theory.fits import fit_profiles, table3
+from firstlayer.theory.formula import formula_profile
+from firstlayer.theory.label_stats import label_correlations
+from firstlayer.theory.whitening import random_bank, response_autocorrelation, whitening_bank
 
 
 def test_image_features_equal_a_direct_patch_loop():
@@ -21,11 +22,16 @@ def test_image_features_equal_a_direct_patch_loop():
     average, energy = image_features(images, stats, chunk=2)
     x = (images / 255.0 - mean) / std
     for n in range(5):
-        patches = np.array([x[n, i:i + 3, j:j + 3].transpose(2, 0, 1).ravel()
-                            for i in range(6) for j in range(6)])
+        patches = np.array(
+            [
+                x[n, i : i + 3, j : j + 3].transpose(2, 0, 1).ravel()
+                for i in range(6)
+                for j in range(6)
+            ]
+        )
         assert np.allclose(average[n], patches.mean(0), atol=1e-12)
         coefficients = (patches - stats.mean) @ stats.eigenvectors
-        assert np.allclose(energy[n], (coefficients ** 2).mean(0), rtol=1e-9)
+        assert np.allclose(energy[n], (coefficients**2).mean(0), rtol=1e-9)
 
 
 def test_label_statistics_find_a_class_tied_to_one_component():
@@ -64,13 +70,31 @@ def test_table3_summarises_final_fits_and_the_random_init_baseline():
     lambdas = np.sort(np.random.default_rng(0).lognormal(0, 1.2, 27))[::-1]
     rows = []
     for run, tau in (("a", 0.1), ("b", 0.3)):
-        for step, profile, raw in ((0, np.zeros(27), np.random.default_rng(1).uniform(0.5, 1, 27)),
-                                   (10, formula_profile(lambdas, 1e-7, tau / 1e-7), None)):
-            rows.append(pd.DataFrame({
-                "run": run, "step": step, "epoch": step / 10, "component": np.arange(1, 28),
-                "energy": profile, "energy_raw": raw if raw is not None else profile,
-                "dataset": "d", "arch": "vgg11", "first_width": 8, "width": 1.0, "seed": 0,
-                "labels": "true", "inputs": "none", "frozen": False, "epochs": 1}))
+        for step, profile, raw in (
+            (0, np.zeros(27), np.random.default_rng(1).uniform(0.5, 1, 27)),
+            (10, formula_profile(lambdas, 1e-7, tau / 1e-7), None),
+        ):
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "run": run,
+                        "step": step,
+                        "epoch": step / 10,
+                        "component": np.arange(1, 28),
+                        "energy": profile,
+                        "energy_raw": raw if raw is not None else profile,
+                        "dataset": "d",
+                        "arch": "vgg11",
+                        "first_width": 8,
+                        "width": 1.0,
+                        "seed": 0,
+                        "labels": "true",
+                        "inputs": "none",
+                        "frozen": False,
+                        "epochs": 1,
+                    }
+                )
+            )
     fits = fit_profiles(pd.concat(rows), {"d": type("S", (), {"lambdas": lambdas})()})
     learned = fits[fits["kind"] == "learned"].set_index("run")
     assert learned.loc["a", "formula_tau"] == pytest.approx(0.1, rel=1e-3)

@@ -1,14 +1,21 @@
 """The patch statistics against independent plain-numpy computations."""
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import smooth_images
+
 from firstlayer.h5io import atomic_h5
-from firstlayer.patches import (PatchMoments, PatchStats, fix_signs,
-                                patch_statistics, read_patch_stats, to_input_space,
-                                write_patch_stats)
+from firstlayer.patches.stats import (
+    PatchMoments,
+    PatchStats,
+    fix_signs,
+    patch_statistics,
+    read_patch_stats,
+    to_input_space,
+    write_patch_stats,
+)
 
 
 def loop_covariance(images, k, mean, std):
@@ -18,7 +25,7 @@ def loop_covariance(images, k, mean, std):
     for image in x:
         for p in range(image.shape[0] - k + 1):
             for q in range(image.shape[1] - k + 1):
-                window = image[p:p + k, q:q + k, :]          # (kh, kw, c)
+                window = image[p : p + k, q : q + k, :]  # (kh, kw, c)
                 patches.append(window.transpose(2, 0, 1).ravel())  # (c, kh, kw)
     patches = np.array(patches)
     return patches.mean(0), np.cov(patches.T, bias=True), len(patches)
@@ -33,14 +40,16 @@ def test_patch_order_matches_conv2d():
     out = F.conv2d(x.permute(0, 3, 1, 2), weight)
     unfolded = F.unfold(x.permute(0, 3, 1, 2), 3)  # the layout PatchMoments' unfold path uses
     n, p, q = 1, 4, 6
-    patch = x[n, p:p + 3, q:q + 3, :].permute(2, 0, 1).reshape(-1)
+    patch = x[n, p : p + 3, q : q + 3, :].permute(2, 0, 1).reshape(-1)
     assert torch.allclose(patch @ weight.reshape(4, -1).T, out[n, :, p, q], atol=1e-12)
     assert torch.allclose(unfolded[n, :, p * 9 + q], patch, atol=1e-15)
 
 
 @pytest.mark.parametrize("strategy", ["band", "unfold"])
-@pytest.mark.parametrize("k,channels,size", [(3, 3, (13, 12)), (7, 3, (17, 19)), (2, 1, (10, 9)),
-                                              (4, 3, (12, 12)), (1, 3, (5, 6))])
+@pytest.mark.parametrize(
+    "k,channels,size",
+    [(3, 3, (13, 12)), (7, 3, (17, 19)), (2, 1, (10, 9)), (4, 3, (12, 12)), (1, 3, (5, 6))],
+)
 def test_streaming_covariance_matches_loop(strategy, k, channels, size):
     images = smooth_images(23, *size, channels, seed=k)
     mean = np.linspace(0.3, 0.5, channels)
@@ -96,7 +105,9 @@ def test_input_space_change_is_exact():
 
 
 def test_k_larger_than_image_is_refused():
-    with pytest.raises(ValueError, match="k=9 does not fit images of size 8x8; allowed: 1 <= k <= 8"):
+    with pytest.raises(
+        ValueError, match="k=9 does not fit images of size 8x8; allowed: 1 <= k <= 8"
+    ):
         PatchMoments(9, (8, 8, 3))
 
 
@@ -117,7 +128,7 @@ def test_round_trip_through_hdf5(tmp_path):
 
 def test_real_cifar10_patches_match_numpy(cifar_lossless):
     """On real CIFAR-10 (exact pixels): eigenvalues and profiles against plain numpy."""
-    from firstlayer.profiles import energy_profile
+    from firstlayer.patches.profiles import energy_profile
 
     images = cifar_lossless[0][:1000]
     mean = images.reshape(-1, 3).mean(0) / 255

@@ -1,4 +1,5 @@
 """First layers from torchvision's weights= API (through a local torch cache) and user files."""
+
 import os
 import pickle
 
@@ -7,15 +8,25 @@ import pandas as pd
 import pytest
 import torch
 import torchvision.models as tvm
-
 from conftest import smooth_images
-from firstlayer.cli import main as cli_main
+
+from firstlayer.common.facts import MODELS_K3, MODELS_K7
 from firstlayer.h5io import atomic_h5
-from firstlayer.patches import patch_statistics, write_patch_stats
-from firstlayer.pretrained import (MODELS_K3, MODELS_K7, FirstLayer, WeightsError, build_model,
-                                   first_conv, group_profiles, layer_profile, load_weight_file,
-                                   read_first_layer, torchvision_first_layer, write_first_layer)
-from firstlayer.profiles import energy_profile
+from firstlayer.patches.profiles import energy_profile
+from firstlayer.patches.stats import patch_statistics, write_patch_stats
+from firstlayer.pretrained.cli import main as cli_main
+from firstlayer.pretrained.layers import (
+    FirstLayer,
+    WeightsError,
+    build_model,
+    first_conv,
+    group_profiles,
+    layer_profile,
+    load_weight_file,
+    read_first_layer,
+    torchvision_first_layer,
+    write_first_layer,
+)
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -42,7 +53,11 @@ def test_model_lists_have_the_stated_kernel_sizes():
     with torch.device("meta"):
         for names, k in ((MODELS_K3, 3), (MODELS_K7, 7)):
             for name in names:
-                kwargs = {"weights_backbone": None} if name.split("_")[0] in ("fcn", "deeplabv3", "lraspp") else {}
+                kwargs = (
+                    {"weights_backbone": None}
+                    if name.split("_")[0] in ("fcn", "deeplabv3", "lraspp")
+                    else {}
+                )
                 if name in ("googlenet", "inception_v3"):
                     kwargs["init_weights"] = False
                 conv = first_conv(tvm.get_model(name, weights=None, **kwargs))
@@ -57,7 +72,9 @@ def test_weights_api_loads_from_the_torch_cache(torch_cache, name, k):
     layer = torchvision_first_layer(name)
     assert layer.weight.shape[-2:] == (k, k)
     assert np.array_equal(layer.weight, first_conv(reference).weight.detach().numpy())
-    assert np.allclose(layer.input_mean, IMAGENET_MEAN) and np.allclose(layer.input_std, IMAGENET_STD)
+    assert np.allclose(layer.input_mean, IMAGENET_MEAN) and np.allclose(
+        layer.input_std, IMAGENET_STD
+    )
     assert "IMAGENET1K" in layer.source or "COCO" in layer.source
 
 
@@ -85,7 +102,9 @@ def test_unknown_model():
 
 @pytest.fixture
 def stats(tmp_path):
-    stats = patch_statistics(smooth_images(20, 12, 12, 3), 3, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26])
+    stats = patch_statistics(
+        smooth_images(20, 12, 12, 3), 3, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
+    )
     path = tmp_path / "k3.h5"
     with atomic_h5(path, "firstlayer.patch_stats") as handle:
         write_patch_stats(handle, stats)
@@ -98,21 +117,31 @@ def test_profile_in_the_models_input_space(stats):
     weight = np.random.default_rng(0).normal(size=(8, 3, 3, 3))
     layer = FirstLayer("m", weight, np.array(IMAGENET_MEAN), np.array(IMAGENET_STD), "test")
     direct = patch_statistics(smooth_images(20, 12, 12, 3), 3, IMAGENET_MEAN, IMAGENET_STD)
-    assert np.allclose(layer_profile(layer, stats), energy_profile(weight, direct.eigenvectors), rtol=1e-8)
+    assert np.allclose(
+        layer_profile(layer, stats), energy_profile(weight, direct.eigenvectors), rtol=1e-8
+    )
     raw = patch_statistics(smooth_images(20, 12, 12, 3), 3, [0, 0, 0], [1, 1, 1])
-    assert np.allclose(layer_profile(layer, stats, "raw"), energy_profile(weight, raw.eigenvectors), rtol=1e-8)
+    assert np.allclose(
+        layer_profile(layer, stats, "raw"), energy_profile(weight, raw.eigenvectors), rtol=1e-8
+    )
     with pytest.raises(WeightsError, match="first layer 3x5x5 does not match patches 3x3x3"):
-        layer_profile(FirstLayer("big", np.ones((2, 3, 5, 5)), layer.input_mean, layer.input_std, ""), stats)
+        layer_profile(
+            FirstLayer("big", np.ones((2, 3, 5, 5)), layer.input_mean, layer.input_std, ""), stats
+        )
 
 
 def test_user_weight_files(tmp_path):
     weight = np.random.default_rng(1).normal(size=(4, 3, 3, 3)).astype(np.float32)
     np.save(tmp_path / "w.npy", weight)
     assert np.array_equal(load_weight_file(tmp_path / "w.npy"), weight)
-    torch.save({"state_dict": {"conv1.weight": torch.from_numpy(weight), "fc.bias": torch.zeros(2)}},
-               tmp_path / "ckpt.pt")
+    torch.save(
+        {"state_dict": {"conv1.weight": torch.from_numpy(weight), "fc.bias": torch.zeros(2)}},
+        tmp_path / "ckpt.pt",
+    )
     assert np.array_equal(load_weight_file(tmp_path / "ckpt.pt", "conv1.weight"), weight)
-    with pytest.raises(WeightsError, match=r"no tensor 'conv0.weight'; 4-D tensors in the file: conv1.weight"):
+    with pytest.raises(
+        WeightsError, match=r"no tensor 'conv0.weight'; 4-D tensors in the file: conv1.weight"
+    ):
         load_weight_file(tmp_path / "ckpt.pt", "conv0.weight")
     np.save(tmp_path / "flat.npy", weight.reshape(4, -1))
     with pytest.raises(WeightsError, match=r"shape \(4, 27\); expected a first conv layer"):
@@ -144,20 +173,36 @@ def test_pickle_that_would_execute_code_is_refused(tmp_path):
 
 def test_first_layer_file_round_trip_and_group(tmp_path, stats):
     stats, _ = stats
-    a = FirstLayer("a", np.random.default_rng(2).normal(size=(6, 3, 3, 3)), np.array(IMAGENET_MEAN),
-                   np.array(IMAGENET_STD), "torchvision:X")
-    b = FirstLayer("b", np.random.default_rng(3).normal(size=(6, 3, 7, 7)), np.array([]),
-                   np.array([]), "file:b.npy")
+    a = FirstLayer(
+        "a",
+        np.random.default_rng(2).normal(size=(6, 3, 3, 3)),
+        np.array(IMAGENET_MEAN),
+        np.array(IMAGENET_STD),
+        "torchvision:X",
+    )
+    b = FirstLayer(
+        "b",
+        np.random.default_rng(3).normal(size=(6, 3, 7, 7)),
+        np.array([]),
+        np.array([]),
+        "file:b.npy",
+    )
     write_first_layer(tmp_path / "a.h5", a)
     write_first_layer(tmp_path / "b.h5", b)
     back = read_first_layer(tmp_path / "a.h5")
     assert np.array_equal(back.weight, a.weight) and back.name == "a"
-    table, corr = group_profiles([tmp_path / "a.h5", tmp_path / "b.h5"], stats, "model",
-                                 (np.array([0.5] * 3), np.array([0.25] * 3)))
+    table, corr = group_profiles(
+        [tmp_path / "a.h5", tmp_path / "b.h5"],
+        stats,
+        "model",
+        (np.array([0.5] * 3), np.array([0.25] * 3)),
+    )
     assert set(table["name"]) == {"a"} and len(corr) == 1  # b (7x7) belongs to another group
     wrong = FirstLayer("c", b.weight, a.input_mean, a.input_std, "torchvision:Y")
     write_first_layer(tmp_path / "c.h5", wrong)
-    with pytest.raises(WeightsError, match="c has a 7x7 first layer but is listed under pretrained.models.k3"):
+    with pytest.raises(
+        WeightsError, match="c has a 7x7 first layer but is listed under pretrained.models.k3"
+    ):
         group_profiles([tmp_path / "c.h5"], stats, "model", (a.input_mean, a.input_std))
 
 

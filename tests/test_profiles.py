@@ -1,12 +1,18 @@
 """Energy profiles: the properties that make them meaningful."""
+
 import numpy as np
 import pytest
+from conftest import smooth_images
 from scipy.stats import ortho_group
 
-from conftest import smooth_images
-from firstlayer.patches import patch_statistics
-from firstlayer.profiles import (correlation_table, energy_profile, normalise, profile_table,
-                                 similarity)
+from firstlayer.patches.profiles import (
+    correlation_table,
+    energy_profile,
+    normalise,
+    profile_table,
+    similarity,
+)
+from firstlayer.patches.stats import patch_statistics
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +46,25 @@ def test_invariant_to_orthogonal_mixing_of_filters(basis, bank):
 
 
 def test_normalised_profile_invariant_to_scale(basis, bank):
-    assert np.allclose(normalise(energy_profile(7.5 * bank, basis)),
-                       normalise(energy_profile(bank, basis)), rtol=1e-12)
+    assert np.allclose(
+        normalise(energy_profile(7.5 * bank, basis)),
+        normalise(energy_profile(bank, basis)),
+        rtol=1e-12,
+    )
     assert np.isclose(normalise(energy_profile(bank, basis)).max(), 1.0)
 
 
 def test_profile_of_change_from_reference(basis, bank):
     init = np.random.default_rng(9).normal(size=bank.shape)
-    assert np.allclose(energy_profile(init + bank, basis, reference=init),
-                       energy_profile(bank, basis), rtol=1e-10)
+    assert np.allclose(
+        energy_profile(init + bank, basis, reference=init), energy_profile(bank, basis), rtol=1e-10
+    )
 
 
 def test_energy_is_preserved(basis, bank):
     """An orthonormal basis keeps the total energy: sum_i e_i^2 = mean_k |w_k|^2."""
     profile = energy_profile(bank, basis)
-    assert np.isclose((profile ** 2).sum(), (bank.reshape(16, -1) ** 2).sum(1).mean())
+    assert np.isclose((profile**2).sum(), (bank.reshape(16, -1) ** 2).sum(1).mean())
 
 
 def test_mismatched_sizes_are_refused(basis):
@@ -65,11 +75,19 @@ def test_mismatched_sizes_are_refused(basis):
 
 
 def test_tables(basis, bank):
-    profiles = {"a": energy_profile(bank, basis), "b": energy_profile(bank[:8], basis),
-                "c": energy_profile(basis[:, :2].T, basis)}
+    profiles = {
+        "a": energy_profile(bank, basis),
+        "b": energy_profile(bank[:8], basis),
+        "c": energy_profile(basis[:, :2].T, basis),
+    }
     table = profile_table(profiles, dataset="toy")
-    assert len(table) == 3 * 27 and set(table.columns) >= {"name", "component", "energy",
-                                                            "energy_normalised", "dataset"}
+    assert len(table) == 3 * 27 and set(table.columns) >= {
+        "name",
+        "component",
+        "energy",
+        "energy_normalised",
+        "dataset",
+    }
     assert table.groupby("name")["energy_normalised"].max().eq(1).all()
     corr = correlation_table(profiles)
     assert len(corr) == 9

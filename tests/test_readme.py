@@ -1,9 +1,10 @@
 """The README quotes the committed result tables exactly, and its commands are the CI's."""
+
 import pandas as pd
 import pytest
-
 from conftest import ROOT
-from firstlayer.markdown import results_block
+
+from firstlayer.report.markdown import results_block
 
 TABLES = "docs/results/{}/tables.csv"
 
@@ -29,7 +30,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_quotes_the_paper_comparison_from_the_committed_tables():
-    from firstlayer.paper import paper_block
+    from firstlayer.report.paper import paper_block
 
     assert paper_block("docs/results") in (ROOT / "README.md").read_text()
 
@@ -57,6 +58,6 @@ def test_committed_decile_labels_break_label_independence():
 
 
 def test_readme_config_reference_is_generated_from_the_schema():
-    from firstlayer.schema_doc import reference_block
+    from firstlayer.report.schema_doc import reference_block
 
     assert reference_block() in (ROOT / "README.md").read_text()

@@ -4,25 +4,37 @@ and the project's cluster profile) gives the same numbers as a local run.
 Needs the SLURM daemons (Debian: slurmctld slurmd slurm-client munge) and root; skipped with
 the reason otherwise, and a failure where FIRSTLAYER_REQUIRE_SLURM=1 (CI installs them).
 """
+
 import os
 import subprocess
 import time
 
 import numpy as np
 import pytest
-
-from conftest import ROOT, assert_same_tables, grid_workdir, run_snakemake
-from firstlayer.training import read_run
-
 import slurm_cluster
+from conftest import ROOT, assert_same_tables, grid_workdir, run_snakemake
+
+from firstlayer.training.run import read_run
 
 pytestmark = pytest.mark.slurm
 
 # The cluster profile as a user runs it; only the site placeholders and the status polling of
 # an accounting-free test cluster are given here.
-ON_SLURM = ["--profile", str(ROOT / "profiles" / "slurm"), "--jobs", "4", "--slurm-no-account",
-            "--default-resources", "slurm_partition=debug", "mem_mb=500", "runtime=30",
-            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
+ON_SLURM = [
+    "--profile",
+    str(ROOT / "profiles" / "slurm"),
+    "--jobs",
+    "4",
+    "--slurm-no-account",
+    "--default-resources",
+    "slurm_partition=debug",
+    "mem_mb=500",
+    "runtime=30",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+]
 
 
 def run(path, *args, timeout=600):
@@ -30,8 +42,10 @@ def run(path, *args, timeout=600):
         result = run_snakemake(path, *args, timeout=timeout)
     except subprocess.TimeoutExpired as expired:
         queue = subprocess.run(["squeue", "-o", "%i %j %T %r"], capture_output=True, text=True)
-        raise AssertionError(f"snakemake did not finish in {timeout} s; queue:\n{queue.stdout}"
-                             f"\n{(expired.stderr or b'')[-4000:]}") from None
+        raise AssertionError(
+            f"snakemake did not finish in {timeout} s; queue:\n{queue.stdout}"
+            f"\n{(expired.stderr or b'')[-4000:]}"
+        ) from None
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
 
@@ -60,8 +74,9 @@ def test_the_workflow_on_slurm_equals_a_local_run(cluster, local_grid_run, tmp_p
 
     # every training run was a SLURM array task with its GPU request, and SLURM's log of each
     # job is where the README says
-    jobs = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True,
-                          text=True).stdout.splitlines()
+    jobs = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner"], capture_output=True, text=True
+    ).stdout.splitlines()
     training = [line for line in jobs if "Comment=rule_train_" in line]
     assert len(training) == 4, jobs
     for line in training:

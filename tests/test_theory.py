@@ -1,8 +1,9 @@
 """The linear-CNN formula: its limits, and fits that recover a known t."""
+
 import numpy as np
 import pytest
 
-from firstlayer.theory import fit_formula, formula_profile
+from firstlayer.theory.formula import fit_formula, formula_profile
 
 LAMBDAS = np.sort(np.random.default_rng(0).lognormal(0, 1.2, 27))[::-1]
 
@@ -23,7 +24,7 @@ def test_late_profile_whitens():
 
 def test_matches_direct_power_evaluation():
     eta, t = 1e-3, 500
-    direct = LAMBDAS * np.abs(1 - (1 - eta * LAMBDAS ** 2) ** t) / (eta * LAMBDAS ** 2)
+    direct = LAMBDAS * np.abs(1 - (1 - eta * LAMBDAS**2) ** t) / (eta * LAMBDAS**2)
     assert np.allclose(formula_profile(LAMBDAS, eta, t), direct, rtol=1e-10)
 
 
@@ -36,7 +37,9 @@ def test_shape_depends_on_eta_times_t_for_small_eta():
 @pytest.mark.parametrize("tau", [0.05, 0.7, 3.0])
 def test_fit_recovers_a_known_t(tau):
     eta = 1e-7
-    noisy = formula_profile(LAMBDAS, eta, tau / eta) * (1 + 0.01 * np.random.default_rng(1).normal(size=27))
+    noisy = formula_profile(LAMBDAS, eta, tau / eta) * (
+        1 + 0.01 * np.random.default_rng(1).normal(size=27)
+    )
     fit = fit_formula(noisy, LAMBDAS, eta)
     assert fit.correlation > 0.99
     assert fit.tau == pytest.approx(tau, rel=0.1)

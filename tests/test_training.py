@@ -1,4 +1,5 @@
 """Training: determinism, resume after SIGKILL, labels, frozen layers, the recorded init."""
+
 import json
 import os
 import signal
@@ -9,17 +10,24 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import smooth_images
-from firstlayer.datasets import Splits, write_dataset
-from firstlayer.grid import build_grid
-from firstlayer.manipulations import apply_labels
-from firstlayer.models import build
-from firstlayer.training import (RunSpec, balanced_subset, derive_seed, read_run, record_steps,
-                                 train)
 
-TINY = dict(dataset="toy", arch="vgg11", first_width=8, width=0.0625, epochs=3, n_train=None,
-            n_test=None, batch_size=16)
+from firstlayer.common.grid import RunSpec, build_grid
+from firstlayer.datasets.sources import Splits, write_dataset
+from firstlayer.training.manipulations import apply_labels
+from firstlayer.training.models import build
+from firstlayer.training.run import balanced_subset, derive_seed, read_run, record_steps, train
+
+TINY = dict(
+    dataset="toy",
+    arch="vgg11",
+    first_width=8,
+    width=0.0625,
+    epochs=3,
+    n_train=None,
+    n_test=None,
+    batch_size=16,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,22 +35,48 @@ def toy_dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "toy.h5"
     images = smooth_images(200, 12, 12, 3, seed=5)
     labels = np.arange(200) % 4
-    write_dataset(path, Splits({"train": images[:160], "test": images[160:]},
-                               {"train": labels[:160], "test": labels[160:]},
-                               ["a", "b", "c", "d"], "test", "0" * 64))
+    write_dataset(
+        path,
+        Splits(
+            {"train": images[:160], "test": images[160:]},
+            {"train": labels[:160], "test": labels[160:]},
+            ["a", "b", "c", "d"],
+            "test",
+            "0" * 64,
+        ),
+    )
     return path
 
 
 def run_in_process(spec, data, out, checkpoint, threads=1):
-    return subprocess.Popen([sys.executable, "-m", "firstlayer.training", "--spec",
-                             json.dumps(spec.as_dict()), "--data", str(data), "--out", str(out),
-                             "--checkpoint", str(checkpoint), "--threads", str(threads)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firstlayer.training.run",
+            "--spec",
+            json.dumps(spec.as_dict()),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--checkpoint",
+            str(checkpoint),
+            "--threads",
+            str(threads),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_same_seed_in_two_processes_gives_identical_weights(toy_dataset, tmp_path):
     spec = RunSpec(**TINY, seed=3)
-    procs = [run_in_process(spec, toy_dataset, tmp_path / f"{i}.h5", tmp_path / f"{i}.pt") for i in (0, 1)]
+    procs = [
+        run_in_process(spec, toy_dataset, tmp_path / f"{i}.h5", tmp_path / f"{i}.pt")
+        for i in (0, 1)
+    ]
     for proc in procs:
         assert proc.wait(timeout=300) == 0, proc.stdout.read()
     a, b = read_run(tmp_path / "0.h5"), read_run(tmp_path / "1.h5")
@@ -113,8 +147,17 @@ def test_record_schedule_and_balanced_subset():
 
 
 def test_grid_is_the_union_of_blocks():
-    defaults = {"epochs": 10, "n_train": 1000, "n_test": 100, "subset_seed": 0, "batch_size": 256,
-                "lr": 0.01, "momentum": 0.0, "weight_decay": 0.0, "precision": "float32"}
+    defaults = {
+        "epochs": 10,
+        "n_train": 1000,
+        "n_test": 100,
+        "subset_seed": 0,
+        "batch_size": 256,
+        "lr": 0.01,
+        "momentum": 0.0,
+        "weight_decay": 0.0,
+        "precision": "float32",
+    }
     experiments = {
         "labels": {"datasets": ["cifar10"], "seeds": [0, 1], "labels": ["true", "random"]},
         "seeds": {"datasets": ["cifar10"], "seeds": [0, 1, 2]},
@@ -131,9 +174,16 @@ def test_grid_is_the_union_of_blocks():
 def test_with_both_keeps_only_paired_configurations():
     import pandas as pd
 
-    from firstlayer.analysis import with_both
+    from firstlayer.training.analysis import with_both
 
-    table = pd.DataFrame({"dataset": ["c"] * 5, "arch": ["vgg11", "vgg11", "vgg13", "resnet18", "resnet18"],
-                          "first_width": 64, "width": 1.0, "inputs": "none",
-                          "frozen": [True, False, True, False, False]})
+    table = pd.DataFrame(
+        {
+            "dataset": ["c"] * 5,
+            "arch": ["vgg11", "vgg11", "vgg13", "resnet18", "resnet18"],
+            "first_width": 64,
+            "width": 1.0,
+            "inputs": "none",
+            "frozen": [True, False, True, False, False],
+        }
+    )
     assert list(with_both(table, "frozen", (True, False))["arch"]) == ["vgg11", "vgg11"]

@@ -1,4 +1,5 @@
 """The workflow itself, run through Snakemake on a tiny synthetic dataset."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -7,10 +8,10 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT, smooth_images
-from firstlayer.patches import read_patch_stats, patch_statistics
-from firstlayer.profiles import energy_profile
+
+from firstlayer.patches.profiles import energy_profile
+from firstlayer.patches.stats import patch_statistics, read_patch_stats
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
@@ -49,9 +50,14 @@ def make_workdir(path: Path) -> Path:
 
 
 def snakemake(workdir, *args, check=True):
-    result = subprocess.run(SNAKEMAKE + ["--directory", str(workdir), "--configfile", "config.yaml",
-                                         "--cores", "2", *args],
-                            cwd=workdir, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        SNAKEMAKE
+        + ["--directory", str(workdir), "--configfile", "config.yaml", "--cores", "2", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
@@ -72,7 +78,9 @@ def test_whole_chain_builds_every_output(full_run):
                 figure = results / "figures" / "patches" / "toy" / f"k{k}_{kind}.{ext}"
                 assert figure.stat().st_size > 1000, figure
         for kind in ("profiles", "heatmap"):
-            assert (results / "figures" / "pretrained" / "toy" / f"k{k}_{kind}.png").stat().st_size > 1000
+            assert (
+                results / "figures" / "pretrained" / "toy" / f"k{k}_{kind}.png"
+            ).stat().st_size > 1000
     png = (results / "figures" / "patches" / "toy" / "k3_spectrum.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert (full_run / "logs" / "patch_stats" / "toy_k3.log").read_text().count("patches") >= 1
@@ -84,7 +92,9 @@ def test_training_grid_tables_and_figures(full_run):
     assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.h5" in runs
     assert "toy_vgg13_f8_w0.0625_true_s0_e2_n48_frozen.h5" in runs
     for figure in ("tables", "heatmap", "true_vs_random", "consistency", "frozen"):
-        assert (full_run / "results" / "figures" / "training" / f"{figure}.png").stat().st_size > 1000
+        assert (
+            full_run / "results" / "figures" / "training" / f"{figure}.png"
+        ).stat().st_size > 1000
     tables = pd.read_csv(full_run / "results" / "tables" / "training" / "tables.csv")
     rows = tables.set_index("comparison")
     assert rows.loc["across seeds", "n"] == 1 and rows.loc["true vs random labels", "n"] == 4
@@ -95,7 +105,9 @@ def test_training_grid_tables_and_figures(full_run):
     assert len(frozen) and (frozen["energy"] == 0).all()
     metrics = pd.read_csv(full_run / "results" / "tables" / "training" / "metrics.csv")
     assert len(metrics) == 7 * 2
-    assert "resuming" not in (full_run / "logs" / "train" / runs[0].replace(".h5", ".log")).read_text()
+    assert (
+        "resuming" not in (full_run / "logs" / "train" / runs[0].replace(".h5", ".log")).read_text()
+    )
 
 
 def test_theory_tables_and_figures(full_run):
@@ -159,8 +171,14 @@ def test_html_report_holds_every_figure_with_its_caption(full_run):
     report = full_run / "report.html"
     snakemake(full_run, "all", "pretrained", "--report", str(report))
     html = report.read_text(errors="replace")
-    for figure in ("k3_spectrum.png", "true_vs_random.png", "k3_linear_cnn.png", "fits.png",
-                   "whitening.png", "k3_heatmap.png"):
+    for figure in (
+        "k3_spectrum.png",
+        "true_vs_random.png",
+        "k3_linear_cnn.png",
+        "fits.png",
+        "whitening.png",
+        "k3_heatmap.png",
+    ):
         assert figure in html, figure
     for category in ("Patch statistics", "Training", "Theory", "Filters", "Pretrained"):
         assert category in html, category
@@ -178,7 +196,11 @@ def test_single_figure_by_its_target(tmp_path):
     assert not (workdir / "results" / "runs").exists()  # nothing the figure does not need
     figures = workdir / "results" / "figures" / "patches" / "toy"
     assert sorted(p.name for p in figures.iterdir()) == [
-        "k3_spectrum.pdf", "k3_spectrum.png", "k5_spectrum.pdf", "k5_spectrum.png"]
+        "k3_spectrum.pdf",
+        "k3_spectrum.png",
+        "k5_spectrum.pdf",
+        "k5_spectrum.png",
+    ]
     target = "results/figures/patches/toy/k3_components.png"
     dry = snakemake(workdir, target, "-n")
     assert "plot_patch_components" in dry.stdout and "patch_stats " not in dry.stdout
@@ -193,8 +215,11 @@ def test_bad_input_fails_the_job_with_one_line(tmp_path):
     workdir = make_workdir(tmp_path / "bad")
     (workdir / "cifar.tar.gz").write_bytes(b"not really an archive")
     (workdir / "config.yaml").write_text(
-        TINY_CONFIG.replace("{source: npz, path: toy.npz, test_images: xt, test_labels: yt}",
-                            "{source: torchvision, name: CIFAR10, archive: cifar.tar.gz}"))
+        TINY_CONFIG.replace(
+            "{source: npz, path: toy.npz, test_images: xt, test_labels: yt}",
+            "{source: torchvision, name: CIFAR10, archive: cifar.tar.gz}",
+        )
+    )
     result = snakemake(workdir, "resources/datasets/toy.h5", check=False)
     assert result.returncode != 0
     log = (workdir / "logs" / "dataset" / "toy.log").read_text()
@@ -207,12 +232,28 @@ def test_bad_input_fails_the_job_with_one_line(tmp_path):
 @pytest.mark.parametrize("configfile,runs", [("extended.yaml", 25), ("paper.yaml", 230)])
 def test_named_config_files_replace_the_default(tmp_path, configfile, runs):
     """--configfile config/paper.yaml defines the whole grid: the default's blocks do not leak in."""
-    result = subprocess.run(SNAKEMAKE + ["--directory", str(tmp_path), "--configfile",
-                                         str(ROOT / "config" / configfile), "-n", "--cores", "2"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        SNAKEMAKE
+        + [
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(ROOT / "config" / configfile),
+            "-n",
+            "--cores",
+            "2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    counts = dict(line.split() for line in result.stdout.splitlines()
-                  if line.split()[:1] in (["train"], ["total"]) and len(line.split()) == 2)
+    counts = dict(
+        line.split()
+        for line in result.stdout.splitlines()
+        if line.split()[:1] in (["train"], ["total"]) and len(line.split()) == 2
+    )
     assert int(counts["train"]) == runs
     assert "w0.125" not in result.stdout or configfile == "extended.yaml"
     if configfile == "paper.yaml":

@@ -1,0 +1,45 @@
+"""Facts the workflow needs before anything is built: torchvision's datasets, the first layer's
+kernel size, and which torchvision ImageNet models have 3x3 or 7x7 stems. Torch-free: the
+workflow reads these while planning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The first convolution of every network the workflow trains (and so the patch size whose PCA
+# the training analyses and the theory use).
+FIRST_LAYER_K = 3
+
+
+@dataclass(frozen=True)
+class TorchvisionDataset:
+    side: int  # images are side x side
+    channels: int
+    train_images: int
+    test_images: int
+    classes: int
+
+
+TORCHVISION_DATASETS = {
+    "CIFAR10": TorchvisionDataset(32, 3, 50000, 10000, 10),
+    "CIFAR100": TorchvisionDataset(32, 3, 50000, 10000, 100),
+    "SVHN": TorchvisionDataset(32, 3, 73257, 26032, 10),
+    "MNIST": TorchvisionDataset(28, 1, 60000, 10000, 10),
+    "FashionMNIST": TorchvisionDataset(28, 1, 60000, 10000, 10),
+    "KMNIST": TorchvisionDataset(28, 1, 60000, 10000, 10),
+}
+
+# ImageNet models of torchvision by the size of their first convolution.
+MODELS_K3 = [
+    "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+    "deeplabv3_mobilenet_v3_large", "inception_v3", "lraspp_mobilenet_v3_large", "mobilenet_v2",
+    "mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
+    "squeezenet1_1",
+]  # fmt: skip
+MODELS_K7 = [
+    "deeplabv3_resnet101", "deeplabv3_resnet50", "densenet121", "densenet161", "densenet169",
+    "densenet201", "fcn_resnet101", "fcn_resnet50", "googlenet", "resnet18", "resnet34",
+    "resnet50", "resnet101", "resnet152", "resnext101_32x8d", "resnext50_32x4d", "squeezenet1_0",
+    "wide_resnet50_2", "wide_resnet101_2",
+]  # fmt: skip
+STEM_SIZE = {**{m: 3 for m in MODELS_K3}, **{m: 7 for m in MODELS_K7}}

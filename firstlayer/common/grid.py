@@ -1,0 +1,102 @@
+"""The training grid: the union of named experiment blocks, each a product of axes.
+
+Torch-free, so planning the workflow stays cheap. Built once from the config (no randomness at
+parse time). A run requested by several blocks is
+trained once; its row lists every block that wants it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a training run's result."""
+
+    dataset: str
+    arch: str = "vgg11"
+    first_width: int = 64
+    width: float = 1.0
+    seed: int = 0
+    labels: str = "true"
+    inputs: str = "none"
+    frozen: bool = False
+    epochs: int = 10
+    n_train: int | None = None
+    n_test: int | None = 2000
+    subset_seed: int = 0
+    batch_size: int = 256
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    precision: str = "float32"
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+AXES = {
+    "datasets": "dataset",
+    "archs": "arch",
+    "first_widths": "first_width",
+    "widths": "width",
+    "seeds": "seed",
+    "labels": "labels",
+    "inputs": "inputs",
+    "frozen": "frozen",
+}
+SETTINGS = [
+    "epochs",
+    "n_train",
+    "n_test",
+    "subset_seed",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "precision",
+]
+# Settings spelled out in run names; any other setting that differs from the defaults adds a
+# short hash of the full spec, so two different runs never share a name.
+NAMED = {"epochs", "n_train", "precision"}
+
+
+def run_name(spec: RunSpec, defaults: dict) -> str:
+    parts = [spec.dataset, spec.arch, f"f{spec.first_width}", f"w{spec.width:g}", spec.labels]
+    if spec.inputs != "none":
+        parts.append(spec.inputs)
+    parts += [f"s{spec.seed}", f"e{spec.epochs}"]
+    if spec.n_train is not None:
+        parts.append(f"n{spec.n_train}")
+    if spec.frozen:
+        parts.append("frozen")
+    if spec.precision != "float32":
+        parts.append(spec.precision)
+    other = {key: getattr(spec, key) for key in SETTINGS if key not in NAMED}
+    if any(other[key] != defaults.get(key, other[key]) for key in other):
+        digest = hashlib.sha256(json.dumps(spec.as_dict(), sort_keys=True).encode()).hexdigest()
+        parts.append(digest[:8])
+    return "_".join(parts)
+
+
+def build_grid(experiments: dict, defaults: dict) -> dict[str, dict]:
+    """{run name: {"spec": RunSpec, "experiments": [block names]}}, one entry per distinct run."""
+    rows: dict[str, dict] = {}
+    for block_name, block in experiments.items():
+        settings = {**defaults, **block.get("settings", {})}
+        axes = {
+            field: block.get(key, [RunSpec.__dataclass_fields__[field].default])
+            for key, field in AXES.items()
+        }
+        for values in itertools.product(*axes.values()):
+            spec = RunSpec(**dict(zip(axes, values)), **{k: settings[k] for k in SETTINGS})
+            name = run_name(spec, defaults)
+            rows.setdefault(name, {"spec": spec, "experiments": []})["experiments"].append(
+                block_name
+            )
+    return rows

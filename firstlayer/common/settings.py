@@ -1,0 +1,56 @@
+"""The names a run can give its label setting and its input transform, and what they mean for
+the analyses. Torch-free: the config is checked against these while planning; the functions
+behind the names live in `firstlayer.training.manipulations`.
+
+Label settings: `true`, `random`, `decileN` (labels = decile of each image's patch energy along
+principal component N). Input transforms: `none`, `scaleNxA` (component N scaled by A > 0).
+"""
+
+from __future__ import annotations
+
+import re
+
+from firstlayer.errors import InputError
+
+LABELS = ("true", "random")
+DECILE_LABELS = r"decile([1-9][0-9]*)"
+TRANSFORMS = ("none",)
+SCALE_TRANSFORM = r"scale([1-9][0-9]*)x([0-9]+(?:\.[0-9]+)?)"
+UNCHANGED = "none"
+
+LABEL_HELP = "true, random, decileN (N a principal component, 1-based)"
+TRANSFORM_HELP = "none, scaleNxA (component N scaled by A > 0, e.g. scale1x0.5)"
+
+
+def parse_deciles(name: str) -> int | None:
+    """The component N of a decileN label setting, else None."""
+    match = re.fullmatch(DECILE_LABELS, name)
+    return int(match.group(1)) if match else None
+
+
+def parse_scaling(name: str) -> tuple[int, float] | None:
+    """(component, factor) of a scaleNxA transform name, else None."""
+    match = re.fullmatch(SCALE_TRANSFORM, name)
+    return (int(match.group(1)), float(match.group(2))) if match else None
+
+
+def check_labels(name: str) -> None:
+    if name not in LABELS and parse_deciles(name) is None:
+        raise InputError(f"label setting {name!r}; allowed: {LABEL_HELP}")
+
+
+def check_transform(name: str) -> None:
+    scaling = parse_scaling(name)
+    if name not in TRANSFORMS and scaling is None:
+        raise InputError(f"input transform {name!r}; allowed: {TRANSFORM_HELP}")
+    if scaling is not None and not scaling[1] > 0:
+        raise InputError(f"scale factor {scaling[1]:g} in {name!r}; allowed: a positive number")
+
+
+def learned_unmanipulated(runs):
+    """Runs whose first layer learns (not frozen) from unmanipulated inputs: the runs Tables 1
+    and 2 and the training figures compare. A RunSpec gives a bool; a table with `frozen` and
+    `inputs` columns gives a boolean mask."""
+    if hasattr(runs, "columns"):
+        return ~runs["frozen"].astype(bool) & (runs["inputs"] == UNCHANGED)
+    return not runs.frozen and runs.inputs == UNCHANGED

@@ -1,0 +1,1 @@
+"""Building the dataset files every later stage reads (`rules/datasets.smk`)."""

@@ -1,0 +1,1 @@
+"""Patch statistics, energy profiles and per-image patch features (`rules/patches.smk`)."""

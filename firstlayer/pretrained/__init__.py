@@ -1,0 +1,1 @@
+"""First layers of pretrained networks and user weight files (`rules/pretrained.smk`)."""

@@ -1,0 +1,1 @@
+"""Figures and the generated blocks of the documentation."""

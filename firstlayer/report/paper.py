@@ -1,0 +1,275 @@
+"""The paper's numbers beside this project's, generated from committed result tables.
+
+    python -m firstlayer.paper README.md docs/results
+
+rewrites the README block between `results:paper:begin` and `results:paper:end`. Every number
+on our side is read from a table the workflow wrote (copied under docs/results/{set}/); a
+missing table leaves its row saying which target produces it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from firstlayer.report.markdown import replace_block
+
+
+def _read(root: Path, name: str) -> pd.DataFrame | None:
+    path = root / name
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _pm(mean, std) -> str:
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def scale(root: Path, result_set: str) -> str:
+    """One line describing the runs of a result set, from its metrics table."""
+    metrics = _read(root, f"{result_set}/metrics.csv")
+    if metrics is None:
+        return "—"
+    runs = metrics.drop_duplicates("run")
+    arch = "/".join(sorted(runs["arch"].unique()))
+    widths = "/".join(f"{w:g}" for w in sorted(runs["width"].unique()))
+    n_train = runs["n_train"].iloc[0]
+    images = "all" if pd.isna(n_train) else f"{int(n_train):,}"
+    return (
+        f"{arch}, hidden width x{widths}, {images} CIFAR-10 images (JPEG copy), "
+        f"{int(runs['epochs'].max())} epochs, {runs['seed'].nunique()} seeds, CPU"
+    )
+
+
+def consistency(root, result_set, comparison):
+    table = _read(root, f"{result_set}/tables.csv")
+    if table is None:
+        return None
+    row = table[(table["comparison"] == comparison) & (table["dataset"] == "cifar10")]
+    return (
+        None
+        if row.empty
+        else f"{_pm(row['mean'].iloc[0], row['std'].iloc[0])} (n={row['n'].iloc[0]})"
+    )
+
+
+def fit(root, result_set, network, labels="true", column="formula"):
+    table = _read(root, f"{result_set}/table3.csv")
+    if table is None:
+        return None
+    row = table[
+        (table["network"] == network)
+        & (table["labels"] == labels)
+        & (table["dataset"] == "cifar10")
+    ]
+    return (
+        None
+        if row.empty
+        else (
+            f"{_pm(row[column + '_mean'].iloc[0], row[column + '_std'].iloc[0])}"
+            f" (n={row['n'].iloc[0]})"
+        )
+    )
+
+
+def autocorrelation(root, result_set, prefix, distance=10):
+    table = _read(root, f"{result_set}/whitening.csv")
+    if table is None:
+        return None
+    rows = table[table["input"].str.startswith(prefix) & (table["distance"] == distance)]
+    return None if rows.empty else f"{rows['mean'].iloc[0]:.3f}"
+
+
+def linear_cnn(root, result_set, data, column):
+    table = _read(root, f"{result_set}/linear_cnn.csv")
+    if table is None:
+        return None
+    rows = table[table["data"].str.endswith(data)]
+    if rows.empty:
+        return None
+    low, high = rows[column].min(), rows[column].max()
+    return f"{low:.3f}–{high:.3f} (t = {', '.join(str(s) for s in rows['steps'])})"
+
+
+def manipulation(root, result_set, startswith):
+    table = _read(root, f"{result_set}/manipulations_summary.csv")
+    if table is None:
+        return None
+    rows = table[table["comparison"].str.startswith(startswith)]
+    return (
+        None
+        if rows.empty
+        else "; ".join(
+            f"{r.comparison.split(' vs ')[0]}: {_pm(r.mean, r.std)}" for r in rows.itertuples()
+        )
+    )
+
+
+IMAGES = "10,000 CIFAR-10 training images (JPEG copy)"
+LINEAR = "linear CNN, 8 filters, 64 label draws, " + IMAGES
+# (quantity, paper value, paper scale, result set, lookup, target that produces it[, our scale
+# when it is not that of the result set's trained runs])
+PAPER_SCALE = "VGG11 full width, all 50,000 CIFAR-10 images, 30 epochs (100 random labels), GPU"
+ROWS = [
+    (
+        "profile correlation across seeds",
+        "0.97–0.99",
+        PAPER_SCALE,
+        "default",
+        lambda r, s: consistency(r, s, "across seeds"),
+        "fig_tables",
+    ),
+    (
+        "across first-layer widths",
+        "0.98",
+        PAPER_SCALE,
+        "extended",
+        lambda r, s: consistency(r, s, "across first-layer widths"),
+        "fig_tables",
+    ),
+    (
+        "trained vs init",
+        "−0.13 ± 0.18",
+        PAPER_SCALE,
+        "default",
+        lambda r, s: consistency(r, s, "trained vs init"),
+        "fig_tables",
+    ),
+    (
+        "VGG vs ResNet18",
+        "0.80–0.92",
+        PAPER_SCALE,
+        "extended",
+        lambda r, s: consistency(r, s, "VGG vs ResNet"),
+        "fig_tables",
+    ),
+    (
+        "true vs random labels",
+        "0.90",
+        PAPER_SCALE,
+        "default",
+        lambda r, s: consistency(r, s, "true vs random labels"),
+        "fig_tables",
+    ),
+    (
+        "formula fit, trained VGG11",
+        "0.94 ± 0.01",
+        PAPER_SCALE,
+        "default",
+        lambda r, s: fit(r, s, "vgg11"),
+        "fig_fits",
+    ),
+    (
+        "formula fit, random init",
+        "0.1 ± 0.15",
+        "VGG11 init",
+        "default",
+        lambda r, s: fit(r, s, "random init", "-"),
+        "fig_fits",
+    ),
+    (
+        "formula fit, ImageNet models",
+        "0.90",
+        "torchvision ImageNet weights",
+        "pretrained",
+        lambda r, s: None,
+        "pretrained (downloads the weights)",
+    ),
+    (
+        "autocorrelation at 10 px, RGB",
+        "> 0.5",
+        "CIFAR-10",
+        "default",
+        lambda r, s: autocorrelation(r, s, "RGB"),
+        "fig_whitening",
+        "1,000 of " + IMAGES,
+    ),
+    (
+        "autocorrelation at 10 px, learned layer",
+        "≈ 0.2",
+        PAPER_SCALE,
+        "default",
+        lambda r, s: autocorrelation(r, s, "trained first layer"),
+        "fig_whitening",
+    ),
+    (
+        "autocorrelation at 10 px, whitening",
+        "0",
+        "ideal whitening",
+        "default",
+        lambda r, s: autocorrelation(r, s, "ideal whitening"),
+        "fig_whitening",
+        "ZCA of 7x7 patches, 1,000 of " + IMAGES,
+    ),
+    (
+        "decile labels vs random labels",
+        "profiles diverge (Fig. 17)",
+        PAPER_SCALE,
+        "extended",
+        lambda r, s: manipulation(r, s, "decile"),
+        "fig_manipulations",
+    ),
+    (
+        "beyond the paper: exact linear prediction fit, trained VGG11",
+        "—",
+        "—",
+        "default",
+        lambda r, s: fit(r, s, "vgg11", column="exact"),
+        "fig_fits",
+    ),
+    (
+        "beyond the paper: linear CNN (random labels) vs exact prediction",
+        "—",
+        "—",
+        "default",
+        lambda r, s: linear_cnn(r, s, "cifar10, random labels", "mean_vs_exact"),
+        "fig_linear_cnn",
+        LINEAR,
+    ),
+    (
+        "beyond the paper: linear CNN (random labels) vs formula, best t",
+        "—",
+        "—",
+        "default",
+        lambda r, s: linear_cnn(r, s, "cifar10, random labels", "mean_vs_formula_best_fit"),
+        "fig_linear_cnn",
+        LINEAR,
+    ),
+]
+
+
+def paper_block(root) -> str:
+    root = Path(root)
+    lines = [
+        "<!-- results:paper:begin -->",
+        "",
+        f"Generated by `python -m firstlayer.paper README.md {root.as_posix()}` from the "
+        "committed tables; correlations are mean ± std over pairs or runs.",
+        "",
+        "| quantity | paper | paper's scale | this project | our scale (result set) |",
+        "|---|---|---|---|---|",
+    ]
+    for quantity, paper, paper_scale, result_set, lookup, target, *own_scale in ROWS:
+        ours = lookup(root, result_set) or f"not in the committed results (target `{target}`)"
+        our_scale = (
+            own_scale[0]
+            if own_scale
+            else (scale(root, result_set) if result_set != "pretrained" else "—")
+        )
+        lines.append(
+            f"| {quantity} | {paper} | {paper_scale} | {ours} | {our_scale} (`{result_set}`) |"
+        )
+    return "\n".join(lines + ["", "<!-- results:paper:end -->"])
+
+
+def main(argv=None) -> int:
+    readme, root = (argv or sys.argv[1:])[:2]
+    path = Path(readme)
+    path.write_text(replace_block(path.read_text(), paper_block(root), "paper"))
+    print(f"updated {readme} from {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""Whitening evidence (the paper's Fig. 6): spatial autocorrelation of first-layer responses.
+
+Natural images are strongly correlated between neighbouring pixels; a filter bank that whitens
+patches removes that correlation from its outputs. For a bank of filters (or none: the RGB
+channels themselves) the autocorrelation at distance delta is the correlation between a
+response and the same channel's response delta pixels to the right or below, pooled over
+images, positions and channels (each channel centred and scaled by its own statistics).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from firstlayer.errors import InputError
+from firstlayer.patches.stats import PatchStats
+
+
+def response_autocorrelation(images_nchw, bank=None, max_distance: int = 12) -> np.ndarray:
+    """Autocorrelation at distances 0..max_distance of conv(images, bank) (valid, stride 1);
+    `bank` None uses the images' channels. Horizontal and vertical shifts are averaged."""
+    # float32: correlations need 3 digits, and the convolutions dominate the cost
+    x = torch.as_tensor(np.asarray(images_nchw), dtype=torch.float32)
+    r = x if bank is None else F.conv2d(x, torch.as_tensor(np.asarray(bank), dtype=torch.float32))
+    r = r - r.mean(dim=(0, 2, 3), keepdim=True)
+    r = r / r.pow(2).mean(dim=(0, 2, 3), keepdim=True).sqrt().clamp_min(1e-300)
+    size = min(r.shape[2], r.shape[3])
+    if max_distance >= size:
+        raise InputError(
+            f"max_distance={max_distance}; the responses are {size} pixels wide, "
+            f"allowed: at most {size - 1}"
+        )
+    out = np.empty(max_distance + 1)
+    for delta in range(max_distance + 1):
+        across = (r[:, :, :, delta:] * r[:, :, :, : r.shape[3] - delta]).mean(dim=(0, 2, 3))
+        down = (r[:, :, delta:, :] * r[:, :, : r.shape[2] - delta, :]).mean(dim=(0, 2, 3))
+        out[delta] = float(((across + down) / 2).mean())
+    return out
+
+
+def whitening_bank(stats: PatchStats, epsilon: float = 1e-4) -> np.ndarray:
+    """The ideal whitening filter bank of the patch covariance, as a convolution: ZCA,
+    W = U diag(1 / sqrt(eigenvalue + epsilon * max eigenvalue)) U^T, keeps for each channel the
+    row of W that outputs the patch's centre pixel; (C, C, k, k) filters for odd k.
+    epsilon keeps the noise-level components from dominating; a larger k whitens further out."""
+    if stats.k % 2 == 0:
+        raise InputError(f"the whitening bank needs an odd patch size; got k={stats.k}")
+    values = np.clip(stats.eigenvalues, 0, None)
+    scale = 1 / np.sqrt(values + epsilon * values.max())
+    matrix = (stats.eigenvectors * scale) @ stats.eigenvectors.T
+    centre = (stats.k // 2) * stats.k + stats.k // 2
+    rows = [channel * stats.k * stats.k + centre for channel in range(stats.channels)]
+    return matrix[rows].reshape(stats.channels, stats.channels, stats.k, stats.k)
+
+
+def random_bank(filters: int, channels: int, k: int, seed: int) -> np.ndarray:
+    """A bank as PyTorch initialises a conv layer (kaiming-uniform, a = sqrt(5)): uniform on
+    +-1/sqrt(fan_in)."""
+    bound = 1 / math.sqrt(channels * k * k)
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-bound, bound, (filters, channels, k, k))
+
+
+def whitening_study(
+    dataset_path,
+    stats_path,
+    run_paths=(),
+    k: int = 7,
+    epsilon: float = 1e-4,
+    images: int = 1000,
+    random_banks: int = 20,
+    max_distance: int = 12,
+):
+    """Autocorrelation curves (input, distance, mean, std, n) of RGB, random first layers,
+    trained first layers (`run_paths`, final weights) and the ideal whitening bank on a seeded
+    sample of training images in the dataset's standardised input space."""
+    import pandas as pd
+
+    from firstlayer.datasets.sources import DatasetFile, sample_indices, selected_chunks
+    from firstlayer.patches.stats import read_patch_stats, to_input_space
+    from firstlayer.training.run import read_run
+
+    stats = read_patch_stats(stats_path)
+    if stats.k != k:
+        raise InputError(
+            f"{stats_path} holds k={stats.k} patch statistics; the whitening bank needs k={k}"
+        )
+    with DatasetFile(dataset_path) as data:
+        indices = sample_indices(data.count("train"), images, 0)
+        raw = np.concatenate(list(selected_chunks(data.images("train"), indices, 1000)))
+        x = to_input_space(raw, data.mean, data.std).permute(0, 3, 1, 2).numpy()
+    runs = [read_run(path) for path in run_paths]
+    filters, kernel = (runs[0].final.shape[0], runs[0].final.shape[2]) if runs else (64, 3)
+    curves = {
+        "RGB input": [response_autocorrelation(x, None, max_distance)],
+        f"random init ({filters} filters {kernel}x{kernel})": [
+            response_autocorrelation(
+                x, random_bank(filters, x.shape[1], kernel, seed), max_distance
+            )
+            for seed in range(random_banks)
+        ],
+    }
+    if runs:
+        curves["trained first layer"] = [
+            response_autocorrelation(x, run.final, max_distance) for run in runs
+        ]
+        # what training added: the part of the filters the theory's profile describes
+        curves["trained, change from init"] = [
+            response_autocorrelation(x, run.final - run.init, max_distance) for run in runs
+        ]
+    curves[f"ideal whitening (ZCA {stats.k}x{stats.k})"] = [
+        response_autocorrelation(x, whitening_bank(stats, epsilon), max_distance)
+    ]
+    rows = []
+    for name, values in curves.items():
+        values = np.asarray(values)
+        for distance in range(max_distance + 1):
+            rows.append(
+                {
+                    "input": name,
+                    "distance": distance,
+                    "mean": values[:, distance].mean(),
+                    "std": values[:, distance].std(ddof=0),
+                    "n": len(values),
+                }
+            )
+    return pd.DataFrame(rows)

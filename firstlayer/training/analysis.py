@@ -1,0 +1,166 @@
+"""Analyses of trained runs: energy profiles along training and the paper's Tables 1 and 2."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from firstlayer.patches.profiles import energy_profile, normalise, similarity
+
+SPEC_COLUMNS = [
+    "dataset",
+    "arch",
+    "first_width",
+    "width",
+    "seed",
+    "labels",
+    "inputs",
+    "frozen",
+    "epochs",
+]
+
+
+def run_profiles(name: str, run, stats) -> pd.DataFrame:
+    """Tidy profiles of one run at every recorded step: of the change from init (`energy`) and
+    of the raw weights (`energy_raw`), raw and max-normalised."""
+    frames = []
+    for step, epoch, weights in zip(run.steps, run.epochs, run.weights):
+        raw = energy_profile(weights, stats.eigenvectors)
+        change = energy_profile(weights, stats.eigenvectors, reference=run.init)
+        frame = pd.DataFrame(
+            {
+                "component": np.arange(1, stats.d + 1),
+                "energy": change,
+                "energy_raw": raw,
+                "energy_raw_normalised": normalise(raw),
+            }
+        )
+        frame["energy_normalised"] = normalise(change) if change.max() > 0 else np.nan
+        frame["step"], frame["epoch"] = int(step), float(epoch)
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    spec = run.spec.as_dict()
+    for column in SPEC_COLUMNS:
+        table[column] = spec[column]
+    table.insert(0, "run", name)
+    return table
+
+
+def final_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
+    """The last recorded step of every run."""
+    last = profiles.groupby("run")["step"].transform("max")
+    return profiles[profiles["step"] == last]
+
+
+def _vectors(final: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
+    return {
+        run: group.sort_values("component")[column].to_numpy()
+        for run, group in final.groupby("run")
+    }
+
+
+def _summary(table: str, comparison: str, dataset: str, values: list[float]) -> dict:
+    values = np.asarray(values, np.float64)
+    return {
+        "table": table,
+        "comparison": comparison,
+        "dataset": dataset,
+        "mean": values.mean(),
+        "std": values.std(ddof=0),
+        "n": len(values),
+    }
+
+
+def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
+    """Tables 1 and 2 of the paper as mean ± std of profile correlations over all eligible
+    pairs (or runs) of unmanipulated inputs, per dataset. Learned profiles are of the change
+    from initialisation."""
+    final = final_profiles(profiles)
+    change = _vectors(final, "energy")
+    init = _vectors(profiles[profiles["step"] == 0], "energy_raw")  # raw profile at step 0
+    runs = final.drop_duplicates("run").set_index("run")[SPEC_COLUMNS]
+    # Tables 1-2 are about unmanipulated data: manipulated runs have their own analysis
+    learned = runs[~runs["frozen"] & (runs["inputs"] == "none")]
+    rows = []
+    for dataset, group in learned.groupby("dataset"):
+        true, random = group[group["labels"] == "true"], group[group["labels"] == "random"]
+
+        def pairs(frame, same, differ):
+            out = []
+            for a, b in itertools.combinations(frame.index, 2):
+                ra, rb = frame.loc[a], frame.loc[b]
+                if all(ra[c] == rb[c] for c in same) and all(ra[c] != rb[c] for c in differ):
+                    out.append(similarity(change[a], change[b]))
+            return out
+
+        candidates = [
+            (
+                "Table 1",
+                "across seeds",
+                pairs(true, ["arch", "first_width", "width", "inputs", "epochs"], ["seed"]),
+            ),
+            (
+                "Table 1",
+                "across first-layer widths",
+                pairs(true, ["arch", "width", "inputs"], ["first_width"]),
+            ),
+            ("Table 1", "trained vs init", [similarity(change[r], init[r]) for r in true.index]),
+            (
+                "Table 1",
+                "VGG vs ResNet",
+                [
+                    similarity(change[a], change[b])
+                    for a, b in itertools.product(
+                        true.index[true["arch"].str.startswith("vgg")],
+                        true.index[true["arch"].str.startswith("resnet")],
+                    )
+                ],
+            ),
+            (
+                "Table 2",
+                "random labels vs init",
+                [similarity(change[r], init[r]) for r in random.index],
+            ),
+            (
+                "Table 2",
+                "true vs random labels",
+                [
+                    similarity(change[a], change[b])
+                    for a, b in itertools.product(true.index, random.index)
+                    if all(
+                        true.loc[a, c] == random.loc[b, c]
+                        for c in ["arch", "first_width", "width", "inputs"]
+                    )
+                ],
+            ),
+        ]
+        rows += [_summary(t, c, dataset, v) for t, c, v in candidates if v]
+    return pd.DataFrame(rows, columns=["table", "comparison", "dataset", "mean", "std", "n"])
+
+
+def run_correlations(profiles: pd.DataFrame) -> pd.DataFrame:
+    """Correlations of the final learned (change) profiles of every pair of runs (tidy a, b)."""
+    from firstlayer.patches.profiles import correlation_table
+
+    return correlation_table(_vectors(final_profiles(profiles), "energy"))
+
+
+def format_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Tables 1/2 as text cells 'mean ± std (n)' for rendering."""
+    shown = table.copy()
+    shown["correlation"] = [
+        f"{m:.2f} ± {s:.2f}  (n={n})" for m, s, n in zip(shown["mean"], shown["std"], shown["n"])
+    ]
+    return shown[["table", "comparison", "dataset", "correlation"]]
+
+
+MODEL_COLUMNS = ["dataset", "arch", "first_width", "width", "inputs"]
+
+
+def with_both(table: pd.DataFrame, column: str, values: tuple) -> pd.DataFrame:
+    """Rows of the model configurations (dataset, arch, widths, inputs) that have runs with
+    every one of `values` in `column`: e.g. both true and random labels, or frozen and learned."""
+    keep = table.groupby(MODEL_COLUMNS)[column].transform(lambda v: set(values) <= set(v))
+    return table[keep.astype(bool)]

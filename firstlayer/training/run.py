@@ -1,0 +1,372 @@
+"""Training one network and recording its first layer along the way.
+
+The paper's recipe is the default: plain SGD (lr 0.01, no momentum, no weight decay), batch 256,
+cross-entropy, no augmentation. The training set lives on the device as one tensor and batches
+are index slices of a per-epoch permutation (no DataLoader). Random streams are separate and
+derived from the run's seed: initialisation, data order (one per epoch), labels. A checkpoint
+is written after every epoch; a restarted run resumes from it and ends bit-identical (CPU, fixed
+thread count) to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from firstlayer.common.grid import RunSpec
+from firstlayer.common.settings import check_labels, check_transform
+from firstlayer.datasets.sources import DatasetFile, selected_chunks
+from firstlayer.errors import InputError
+from firstlayer.h5io import atomic_h5, open_checked
+from firstlayer.training.devices import select_device
+from firstlayer.training.manipulations import Context, apply_labels, apply_transform
+from firstlayer.training.models import build
+
+FORMAT = "firstlayer.run"
+
+
+def derive_seed(seed: int, stream: str, *extra) -> int:
+    """A 63-bit seed for one named random stream of a run (stable across platforms)."""
+    text = ":".join(str(part) for part in (seed, stream, *extra))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def balanced_subset(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded, class-balanced sample of n items (all when n is None)."""
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    quota = np.full(len(classes), n // len(classes))
+    quota[: n % len(classes)] += 1
+    chosen = []
+    for cls, count in zip(classes, quota):
+        members = np.flatnonzero(labels == cls)
+        if count > len(members):
+            raise InputError(
+                f"n_train={n} needs {count} images of class {cls}; the split has {len(members)}"
+            )
+        chosen.append(rng.choice(members, size=count, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def record_steps(steps_per_epoch: int, epochs: int) -> set[int]:
+    """Steps at which the first layer is recorded: 0, log-spaced through the first epoch
+    (1, 2, 4, ...), then the end of every epoch."""
+    steps = {0}
+    step = 1
+    while step < steps_per_epoch:
+        steps.add(step)
+        step *= 2
+    steps.update(steps_per_epoch * (epoch + 1) for epoch in range(epochs))
+    return steps
+
+
+def _tensor(images_nhwc: np.ndarray, mean, std, device) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(images_nhwc)).to(device)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    x = (
+        x - torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    ) / torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def prepare_data(spec: RunSpec, dataset_path, device):
+    """Training and test tensors on the device, standardised by the dataset's own mean/std,
+    with the run's label setting and input transform applied."""
+    check_labels(spec.labels)
+    check_transform(spec.inputs)
+    with DatasetFile(dataset_path) as data:
+        train_labels = data.labels("train")
+        subset = balanced_subset(train_labels, spec.n_train, spec.subset_seed)
+        train_images = _read(data.images("train"), subset)
+        test_labels = data.labels("test")
+        test_subset = (
+            balanced_subset(test_labels, spec.n_test, spec.subset_seed)
+            if len(test_labels)
+            else np.arange(0)
+        )
+        test_images = _read(data.images("test"), test_subset)
+        mean, std, classes = data.mean, data.std, len(data.class_names)
+    context = Context(train_images, mean, std)
+    labels = apply_labels(
+        spec.labels, train_labels[subset], context, derive_seed(spec.seed, "labels")
+    )
+    classes = max(classes, int(labels.max()) + 1)  # decile labels: 10 classes on any dataset
+    x = apply_transform(
+        spec.inputs,
+        _tensor(train_images, mean, std, device),
+        context,
+        derive_seed(spec.seed, "inputs"),
+    )
+    x_test = apply_transform(
+        spec.inputs,
+        _tensor(test_images, mean, std, device),
+        context,
+        derive_seed(spec.seed, "inputs"),
+    )
+    return {
+        "x": x,
+        "y": torch.from_numpy(labels).to(device),
+        "x_test": x_test,
+        "y_test": torch.from_numpy(test_labels[test_subset]).to(device),
+        "classes": classes,
+        "channels": train_images.shape[-1],
+        "subset": subset,
+        "labels": labels,
+    }
+
+
+def _read(images, indices) -> np.ndarray:
+    """images[indices] for sorted indices, read in contiguous spans (fast on HDF5)."""
+    if len(indices) == 0:
+        return images[:0]
+    return np.concatenate(list(selected_chunks(images, indices, 4096)))
+
+
+def _autocast(spec: RunSpec, device):
+    if spec.precision == "float32":
+        return torch.autocast(device.type, enabled=False)
+    if spec.precision == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise InputError(f"precision={spec.precision!r}; allowed: float32, bfloat16")
+
+
+@torch.no_grad()
+def evaluate(model, x, y, spec, device, batch: int = 1000) -> tuple[float, float]:
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    model.eval()
+    loss, correct = 0.0, 0
+    for start in range(0, len(y), batch):
+        with _autocast(spec, device):
+            out = model(x[start : start + batch]).float()
+        loss += F.cross_entropy(out, y[start : start + batch], reduction="sum").item()
+        correct += (out.argmax(1) == y[start : start + batch]).sum().item()
+    model.train()
+    return loss / len(y), correct / len(y)
+
+
+def train(spec: RunSpec, dataset_path, out_path, checkpoint_path, device=None, log=print) -> dict:
+    """Train one network, checkpointing every epoch, and write its run file (docs/formats.md)."""
+    device = torch.device(device) if device else select_device(log)
+    if spec.epochs < 1 or spec.batch_size < 1:
+        raise InputError(f"epochs={spec.epochs}, batch_size={spec.batch_size}; both must be >= 1")
+    data = prepare_data(spec, dataset_path, device)
+    torch.manual_seed(derive_seed(spec.seed, "init"))
+    model = build(spec.arch, spec.first_width, spec.width, data["classes"], data["channels"]).to(
+        device, memory_format=torch.channels_last
+    )
+    if spec.frozen:
+        model.first_conv.weight.requires_grad_(False)
+    optimizer = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=spec.lr,
+        momentum=spec.momentum,
+        weight_decay=spec.weight_decay,
+    )
+    n = len(data["y"])
+    steps_per_epoch = -(-n // spec.batch_size)
+    recorded = record_steps(steps_per_epoch, spec.epochs)
+    state = {
+        "epoch": 0,
+        "step": 0,
+        "steps": [0],
+        "weights": [_first(model)],
+        "metrics": [],
+        "seconds": 0.0,
+        "resumed_from": [],
+    }
+    checkpoint_path = Path(checkpoint_path)
+    if checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        if saved["spec"] == spec.as_dict():
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            state = saved["state"]
+            state["resumed_from"].append(state["epoch"])
+            log(f"resuming from the checkpoint after epoch {state['epoch']} (step {state['step']})")
+        else:
+            log(f"ignoring {checkpoint_path}: it belongs to another configuration")
+    log(
+        f"training {spec.arch} (first layer {spec.first_width} filters"
+        f"{', frozen' if spec.frozen else ''}) "
+        f"on {n} images, labels {spec.labels}, {spec.epochs} epochs, device {device}"
+    )
+
+    def on_step(state):
+        state["step"] += 1
+        if state["step"] in recorded:
+            state["steps"].append(state["step"])
+            state["weights"].append(_first(model))
+
+    for epoch in range(state["epoch"], spec.epochs):
+        start = time.perf_counter()
+        order = torch.from_numpy(
+            np.random.default_rng(derive_seed(spec.seed, "order", epoch)).permutation(n)
+        ).to(device)
+        total_loss, total_correct = train_epoch(
+            model,
+            optimizer,
+            data["x"],
+            data["y"],
+            order,
+            spec,
+            device,
+            on_step=lambda: on_step(state),
+        )
+        test_loss, test_acc = evaluate(model, data["x_test"], data["y_test"], spec, device)
+        state["seconds"] += time.perf_counter() - start
+        state["epoch"] = epoch + 1
+        state["metrics"].append(
+            [
+                epoch + 1,
+                state["step"],
+                total_loss / n,
+                total_correct / n,
+                test_loss,
+                test_acc,
+                state["seconds"],
+            ]
+        )
+        log(
+            f"epoch {epoch + 1}/{spec.epochs}: train loss {total_loss / n:.4f} acc "
+            f"{total_correct / n:.3f}, test loss {test_loss:.4f} acc {test_acc:.3f} "
+            f"({time.perf_counter() - start:.1f} s)"
+        )
+        _save_checkpoint(checkpoint_path, spec, model, optimizer, state)
+    write_run(out_path, spec, state, data, device, steps_per_epoch)
+    checkpoint_path.unlink(missing_ok=True)
+    return state
+
+
+def train_epoch(model, optimizer, x, y, order, spec: RunSpec, device, on_step=None):
+    """One pass over `order` in batches of index slices; returns (summed loss, correct)."""
+    total_loss = torch.zeros((), device=device)
+    total_correct = torch.zeros((), device=device, dtype=torch.long)
+    for first in range(0, len(order), spec.batch_size):
+        index = order[first : first + spec.batch_size]
+        inputs, targets = x[index], y[index]
+        with _autocast(spec, device):
+            out = model(inputs).float()
+        loss = F.cross_entropy(out, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # accumulate on the device: no host synchronisation per step
+        total_loss += loss.detach() * len(targets)
+        total_correct += (out.argmax(1) == targets).sum()
+        if on_step is not None:
+            on_step()
+    return total_loss.item(), total_correct.item()
+
+
+def _first(model) -> torch.Tensor:
+    return model.first_conv.weight.detach().float().cpu().clone()
+
+
+def _save_checkpoint(path: Path, spec, model, optimizer, state) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(
+        {
+            "spec": spec.as_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "state": state,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def write_run(path, spec: RunSpec, state, data, device, steps_per_epoch) -> None:
+    columns = ["epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
+    metrics = np.asarray(state["metrics"], dtype=np.float64)
+    provenance = {
+        "spec": spec.as_dict(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "resumed_from": state["resumed_from"],
+    }
+    with atomic_h5(path, FORMAT, provenance) as handle:
+        group = handle.create_group("first_layer")
+        group.create_dataset("steps", data=np.asarray(state["steps"], np.int64))
+        group.create_dataset("epochs", data=np.asarray(state["steps"]) / steps_per_epoch)
+        group.create_dataset("weights", data=torch.stack(state["weights"]).numpy())
+        table = handle.create_group("metrics")
+        for position, column in enumerate(columns):
+            table.create_dataset(column, data=metrics[:, position])
+        handle.create_dataset("train_indices", data=data["subset"])
+        handle.attrs.update(
+            {
+                "spec": json.dumps(spec.as_dict()),
+                "device": str(device),
+                "wall_seconds": state["seconds"],
+                "steps_per_epoch": steps_per_epoch,
+                "label_seed": derive_seed(spec.seed, "labels"),
+                "init_seed": derive_seed(spec.seed, "init"),
+                "labels_sha256": hashlib.sha256(np.asarray(data["labels"]).tobytes()).hexdigest(),
+            }
+        )
+
+
+@dataclass
+class Run:
+    """A finished run read back: spec, recorded first layers and per-epoch metrics."""
+
+    spec: RunSpec
+    steps: np.ndarray
+    epochs: np.ndarray
+    weights: np.ndarray
+    metrics: dict
+
+    @property
+    def init(self) -> np.ndarray:
+        return self.weights[0]
+
+    @property
+    def final(self) -> np.ndarray:
+        return self.weights[-1]
+
+
+def read_run(path) -> Run:
+    with open_checked(path, FORMAT) as handle:
+        spec = RunSpec(**json.loads(handle.attrs["spec"]))
+        group = handle["first_layer"]
+        metrics = {name: handle["metrics"][name][()] for name in handle["metrics"]}
+        return Run(spec, group["steps"][()], group["epochs"][()], group["weights"][()], metrics)
+
+
+def main(argv=None) -> int:
+    """`python -m firstlayer.training`: train one run outside the workflow."""
+    parser = argparse.ArgumentParser(description="Train one network and record its first layer.")
+    parser.add_argument("--spec", required=True, help="JSON object of RunSpec fields")
+    parser.add_argument("--data", required=True, help="dataset .h5")
+    parser.add_argument("--out", required=True, help="run .h5 to write")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint file (resumed if present)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train(
+        RunSpec(**json.loads(args.spec)),
+        args.data,
+        args.out,
+        args.checkpoint,
+        log=lambda message: print(message, flush=True),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
