@@ -23,6 +23,7 @@ include: "rules/patches.smk"
 include: "rules/pretrained.smk"
 include: "rules/training.smk"
 include: "rules/theory.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -20,8 +20,8 @@ One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
   theory/     formula (the linear-CNN formula and its fit), linear_cnn (the exact linear CNN),
               fits (Table 3), label_stats (Fig. 5), whitening (Fig. 6), manipulations (Figs. 8,
               17, 18)
-  report/     plots, theory_plots (one function per figure), markdown, paper and schema_doc
-              (generated blocks of the docs)
+  report/     plots, theory_plots (one function per figure), publish (committed results and
+              the docs' generated blocks: markdown, paper, schema_doc)
 """
 
 __version__ = "0.1.0"

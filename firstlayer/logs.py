@@ -44,3 +44,17 @@ def progress(total: int, description: str, unit: str = "img") -> tqdm:
         ascii=True,
         dynamic_ncols=False,
     )
+
+
+class ProgressBar:
+    """A `progress(done, total)` callback for library functions: opens a `progress` bar on its
+    first call and closes it when done reaches total."""
+
+    def __init__(self, description: str, unit: str = "img"):
+        self.description, self.unit, self.bar = description, unit, None
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar = self.bar or progress(total, self.description, self.unit)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()

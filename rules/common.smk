@@ -24,6 +24,7 @@ wildcard_constraints:
 # Software of every job under --software-deployment-method conda (the pins of pyproject.toml).
 ENV = "../envs/firstlayer.yaml"
 PLAN = Plan(config)
+PUBLISHED = PLAN.published()
 GRID = PLAN.grid
 PATCHES = config["patches"]
 PRETRAINED = config["pretrained"]

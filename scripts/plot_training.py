@@ -1,30 +1,15 @@
 """Rules `plot_{figure}`: one figure of the training analyses each."""
 
-import pandas as pd
-
 from firstlayer.logs import job
-from firstlayer.report import plots
-from firstlayer.training.analysis import final_profiles, with_both
+from firstlayer.report.plots import training_figure
 
 with job(snakemake.log[0]):
-    figure, out = snakemake.params.figure, (snakemake.output.pdf, snakemake.output.png)
-    profiles = pd.read_csv(snakemake.input.profiles)
-    learned = final_profiles(profiles[~profiles["frozen"] & (profiles["inputs"] == "none")])
-    if figure == "true_vs_random":
-        plots.true_vs_random(with_both(learned, "labels", ("true", "random")), *out)
-    elif figure == "consistency":
-        plots.consistency(
-            learned[learned["labels"] == "true"], profiles[profiles["step"] == 0], *out
-        )
-    elif figure == "frozen":
-        metrics = pd.read_csv(snakemake.input.metrics)
-        plots.frozen_curves(
-            with_both(metrics[metrics["labels"] == "true"], "frozen", (True, False)), *out
-        )
-    else:
-        plots.correlation_heatmap(
-            pd.read_csv(snakemake.input.correlations),
-            "Learned-profile correlations of all runs",
-            *out,
-        )
-    print(f"wrote {out[0]}")
+    inputs, outputs = snakemake.input, snakemake.output
+    training_figure(
+        snakemake.params.figure,
+        inputs.profiles,
+        inputs.metrics,
+        inputs.correlations,
+        outputs.pdf,
+        outputs.png,
+    )

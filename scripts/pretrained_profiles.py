@@ -15,7 +15,3 @@ with job(snakemake.log[0]):
     profiles.insert(0, "dataset", snakemake.wildcards.dataset)
     profiles.to_csv(snakemake.output.profiles, index=False)
     correlations.to_csv(snakemake.output.correlations, index=False)
-    print(
-        f"profiled {profiles['name'].nunique()} first layers "
-        f"({snakemake.params.input_space} input space)"
-    )

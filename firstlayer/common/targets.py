@@ -204,3 +204,40 @@ class Plan:
             + [p for name in self.supported_training_figures() for p in self.training_figure(name)]
             + self.theory_targets()
         )
+
+    def published(self) -> dict[str, str]:
+        """{result file: its name under docs/results/<publish>/} for what this config builds."""
+        config = self.config
+        files = {}
+        patches = config["patches"]
+        if FIRST_LAYER_K in patches["k"]:
+            for kind in ("spectrum", "components"):
+                source = (
+                    f"results/figures/patches/{patches['datasets'][0]}/k{FIRST_LAYER_K}_{kind}.png"
+                )
+                files[source] = f"patch_{kind}.png"
+        theory = config["theory"]
+        dataset, k = theory["datasets"][0], theory["k"]
+        for name in ("formula", "label_stats", "linear_cnn"):
+            files[f"results/figures/theory/{dataset}/k{k}_{name}.png"] = f"{name}.png"
+        for name in ("label_stats", "linear_cnn"):
+            files[f"results/tables/theory/{dataset}/k{k}_{name}.csv"] = f"{name}.csv"
+        files[f"results/figures/theory/{dataset}/whitening.png"] = "whitening.png"
+        files[f"results/tables/theory/{dataset}/whitening.csv"] = "whitening.csv"
+        if self.grid:
+            for name in ("tables", "run_correlations", "metrics"):
+                files[f"results/tables/training/{name}.csv"] = f"{name}.csv"
+            for name in self.supported_training_figures():
+                if name != "tables":
+                    files[f"results/figures/training/{name}.png"] = f"{name}.png"
+            for name in ("fits", "table3"):
+                files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"
+            for name in ("fits", "fitted_t"):
+                files[f"results/figures/theory/{name}.png"] = f"{name}.png"
+            if self.filter_runs():
+                files[f"results/figures/theory/filters/{self.filter_runs()[0]}.png"] = "filters.png"
+        if self.manipulated_runs():
+            for name in ("manipulations", "manipulations_summary"):
+                files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"
+            files["results/figures/theory/manipulations.png"] = "manipulations.png"
+        return files

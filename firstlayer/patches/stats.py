@@ -10,6 +10,7 @@ exact accumulation strategies exist (see `PatchMoments`); both give the same num
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -358,6 +359,7 @@ def build_patch_stats(
     from firstlayer.datasets.sources import DatasetFile, sample_indices
     from firstlayer.h5io import atomic_h5
 
+    start = time.perf_counter()
     with DatasetFile(dataset_path) as data:
         height, width, channels = data.shape
         if not 1 <= k <= min(height, width):
@@ -398,4 +400,8 @@ def build_patch_stats(
     with atomic_h5(out_path, "firstlayer.patch_stats", provenance) as handle:
         write_patch_stats(handle, stats)
         handle.create_dataset("image_indices", data=indices)
+    print(
+        f"{stats.count} patches of dimension {stats.d} in {time.perf_counter() - start:.1f} s; "
+        f"top eigenvalues {np.round(stats.eigenvalues[:5], 5)}"
+    )
     return stats

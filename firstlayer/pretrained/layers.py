@@ -230,6 +230,7 @@ def group_profiles(layer_paths, stats, input_space: str, dataset_norm):
     if not profiles:
         raise WeightsError(f"no first layer of size {stats.k}x{stats.k} to profile")
     table = profile_table(profiles, k=stats.k, input_space=input_space)
+    print(f"profiled {len(profiles)} first layers ({input_space} input space)")
     return table, correlation_table(profiles)
 
 
@@ -276,3 +277,22 @@ def profile_weight_file(
         else stats.in_input_space(np.zeros(stats.channels), np.ones(stats.channels)).lambdas,
     )
     return table
+
+
+def configured_first_layer(model: str, spec: dict | None) -> FirstLayer:
+    """The first layer of `model`: from the user's weight file when `spec` (a
+    `pretrained.weight_files` entry) is given, else through torchvision's weights= API."""
+    if spec:
+        weight = load_weight_file(spec["path"], spec.get("tensor"))
+        # An empty normalisation means "the dataset's own": resolved where the dataset is known.
+        mean = np.asarray(spec.get("input_mean") or [], np.float64)
+        std = np.asarray(spec.get("input_std") or [], np.float64)
+        layer = FirstLayer(model, weight, mean, std, source=f"file:{spec['path']}")
+    else:
+        print(f"loading {model} through torchvision's weights= API (torch hub cache)")
+        layer = torchvision_first_layer(model)
+    print(
+        f"{model}: first layer {layer.weight.shape} from {layer.source}; input mean "
+        f"{layer.input_mean}, std {layer.input_std}"
+    )
+    return layer

@@ -1,15 +1,8 @@
-"""Results quoted in the README come from committed tables, never typed in.
-
-    python -m firstlayer.markdown README.md docs/results/default/tables.csv default
-
-rewrites the block between the `results:default:begin` and `results:default:end` markers of
-README.md from the tables; a test checks that the README and the committed tables agree.
+"""Generated blocks of the docs: text between `<!-- results:NAME:begin -->` and `...:end -->`
+markers, rewritten from committed tables (never typed in), and the Tables 1-2 block.
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pandas as pd
 
@@ -35,13 +28,15 @@ def results_block(tables: pd.DataFrame, source: str, name: str) -> str:
         "",
         f"From `{source}` (written by the workflow's `consistency_tables` rule):",
         "",
-        "| table | comparison | dataset | correlation, mean ± std | pairs or runs | paper |",
+        "| table | comparison | dataset | correlation, mean ± std | pairs or runs (n) | paper |",
         "|---|---|---|---|---|---|",
     ]
     for row in tables.itertuples():
+        # a spread only where there is more than one pair or run to spread over
+        value = f"{row.mean:.3f} ± {row.std:.3f}" if row.n >= 2 else f"{row.mean:.3f}"
         lines.append(
-            f"| {row.table} | {row.comparison} | {row.dataset} | {row.mean:.3f} ± "
-            f"{row.std:.3f} | {row.n} | {PAPER.get(row.comparison, '—')} |"
+            f"| {row.table} | {row.comparison} | {row.dataset} | {value} | {row.n} | "
+            f"{PAPER.get(row.comparison, '—')} |"
         )
     return "\n".join(lines + ["", end])
 
@@ -50,16 +45,3 @@ def replace_block(text: str, block: str, name: str) -> str:
     begin, end = markers(name)
     start, stop = text.index(begin), text.index(end) + len(end)
     return text[:start] + block + text[stop:]
-
-
-def main(argv=None) -> int:
-    readme, tables, name = (argv or sys.argv[1:])[:3]
-    path = Path(readme)
-    block = results_block(pd.read_csv(tables), tables, name)
-    path.write_text(replace_block(path.read_text(), block, name))
-    print(f"updated {readme} from {tables}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

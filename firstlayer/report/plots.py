@@ -239,3 +239,37 @@ def table_figure(table: pd.DataFrame, title: str, *paths) -> None:
         cells.auto_set_column_width(list(range(len(table.columns))))
         ax.set_title(title)
         save(fig, *paths)
+
+
+def training_figure(figure: str, profiles_csv, metrics_csv, correlations_csv, *paths) -> None:
+    """One training figure by name: true_vs_random, consistency, frozen or heatmap."""
+    from firstlayer.common.settings import learned_unmanipulated
+    from firstlayer.training.analysis import final_profiles, with_both
+
+    profiles = pd.read_csv(profiles_csv)
+    learned = final_profiles(profiles[learned_unmanipulated(profiles)])
+    if figure == "true_vs_random":
+        true_vs_random(with_both(learned, "labels", ("true", "random")), *paths)
+    elif figure == "consistency":
+        consistency(learned[learned["labels"] == "true"], profiles[profiles["step"] == 0], *paths)
+    elif figure == "frozen":
+        metrics = pd.read_csv(metrics_csv)
+        true = metrics[metrics["labels"] == "true"]
+        frozen_curves(with_both(true, "frozen", (True, False)), *paths)
+    else:
+        title = "Learned-profile correlations of all runs"
+        correlation_heatmap(pd.read_csv(correlations_csv), title, *paths)
+    print(f"wrote {paths[0]}")
+
+
+def pretrained_figure(kind: str, table_csv, stats, dataset: str, k, *paths) -> None:
+    """The profiles (with the patch spectrum for reference) or the correlation heatmap of one
+    kernel-size group of pretrained first layers."""
+    table = pd.read_csv(table_csv)
+    if kind == "profiles":
+        lambdas = pd.Series(stats.lambdas, index=range(1, stats.d + 1))
+        title = f"{k}x{k} first layers of pretrained models on {dataset} patches"
+        profile_lines(table, title, *paths, reference=lambdas)
+    else:
+        correlation_heatmap(table, f"Profile correlations, {k}x{k} first layers, {dataset}", *paths)
+    print(f"wrote {paths[0]}")

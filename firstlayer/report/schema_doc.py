@@ -1,19 +1,15 @@
-"""The configuration reference, generated from config/schema.yaml.
-
-    python -m firstlayer.schema_doc README.md
-
-rewrites the README block between `results:config-reference:begin` and `...:end` with one row
-per key (dotted path, allowed values, default, description); a test checks it is current.
+"""The configuration reference, generated from config/schema.yaml: the block between
+`results:config-reference:begin` and `...:end` of docs/configuration.md, one row per key (dotted
+path, allowed values, default, description), written by `firstlayer.report.publish`; a test
+checks it is current.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from firstlayer.common.config import load_schema
-from firstlayer.report.markdown import replace_block
 
 SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
@@ -58,7 +54,7 @@ def reference_block(schema_path=SCHEMA) -> str:
     lines = [
         "<!-- results:config-reference:begin -->",
         "",
-        "Generated from `config/schema.yaml` by `python -m firstlayer.schema_doc README.md`.",
+        "Generated from `config/schema.yaml` by `python -m firstlayer.report.publish`.",
         "",
         "| key | allowed | default | meaning |",
         "|---|---|---|---|",
@@ -72,14 +68,3 @@ def reference_block(schema_path=SCHEMA) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", "<!-- results:config-reference:end -->"])
-
-
-def main(argv=None) -> int:
-    readme = Path((argv or sys.argv[1:])[0])
-    readme.write_text(replace_block(readme.read_text(), reference_block(), "config-reference"))
-    print(f"updated {readme} from {SCHEMA.name}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

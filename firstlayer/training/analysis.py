@@ -164,3 +164,25 @@ def with_both(table: pd.DataFrame, column: str, values: tuple) -> pd.DataFrame:
     every one of `values` in `column`: e.g. both true and random labels, or frozen and learned."""
     keep = table.groupby(MODEL_COLUMNS)[column].transform(lambda v: set(values) <= set(v))
     return table[keep.astype(bool)]
+
+
+def profile_runs(run_paths, stats_paths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(profiles, metrics): every run's profiles at every recorded step on its dataset's patch
+    statistics (stats files are results/patches/{dataset}/k*.h5), and its metrics with its spec."""
+    from pathlib import Path
+
+    from firstlayer.patches.stats import read_patch_stats
+    from firstlayer.training.run import read_run
+
+    stats = {Path(path).parent.name: read_patch_stats(path) for path in stats_paths}
+    profiles, metrics = [], []
+    for path in run_paths:
+        name, run = Path(path).stem, read_run(path)
+        profiles.append(run_profiles(name, run, stats[run.spec.dataset]))
+        frame = pd.DataFrame(run.metrics)
+        for key, value in run.spec.as_dict().items():
+            frame[key] = value
+        frame.insert(0, "run", name)
+        metrics.append(frame)
+    print(f"profiled {len(profiles)} runs")
+    return pd.concat(profiles), pd.concat(metrics)

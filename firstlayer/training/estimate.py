@@ -1,6 +1,6 @@
 """How much compute a training grid needs, from one measured throughput.
 
-    python -m firstlayer.estimate config/paper.yaml --images-per-second 225
+    python -m firstlayer.training.estimate config/paper.yaml --images-per-second 225
 
 Every run costs (training images x epochs) passes of its network, plus a forward pass over its
 test images per epoch. Networks differ in cost: each one's forward FLOPs per image are counted

@@ -348,7 +348,7 @@ def read_run(path) -> Run:
 
 
 def main(argv=None) -> int:
-    """`python -m firstlayer.training`: train one run outside the workflow."""
+    """`python -m firstlayer.training.run`: train one run outside the workflow."""
     parser = argparse.ArgumentParser(description="Train one network and record its first layer.")
     parser.add_argument("--spec", required=True, help="JSON object of RunSpec fields")
     parser.add_argument("--data", required=True, help="dataset .h5")

@@ -1,0 +1,82 @@
+"""The committed results and the documentation quoting them, never copied or typed by hand.
+
+`snakemake publish` copies a finished build's tables and figures (`Plan.published`) into
+`docs/results/<publish>/`
+(with a manifest of where each came from) and regenerates every generated block of the docs:
+
+    python -m firstlayer.report.publish        # regenerate the docs' blocks only
+
+The blocks are the configuration reference (docs/configuration.md, from config/schema.yaml) and
+the result tables and the paper comparison (docs/results.md, from docs/results/*); a test checks
+each block equals what this module generates from the committed files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from firstlayer.report.markdown import replace_block, results_block
+from firstlayer.report.paper import paper_block
+from firstlayer.report.schema_doc import reference_block
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+RESULT_SETS = ("default", "extended")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def publish(files: dict[str, str], destination, docs=DOCS) -> Path:
+    """Copy `files` ({source: name}) into `destination`, write its manifest, regenerate the
+    docs' blocks; returns the manifest's path."""
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for source, name in sorted(files.items(), key=lambda item: item[1]):
+        shutil.copyfile(source, destination / name)
+        manifest[name] = {"source": source, "sha256": _sha256(destination / name)}
+        print(f"published {source} -> {destination / name}")
+    path = destination / "published.json"
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    update_docs(docs)
+    return path
+
+
+def generated_blocks(docs=DOCS) -> dict[str, list[tuple[str, str]]]:
+    """{docs page: [(block name, block text)]} of every generated block."""
+    docs = Path(docs)
+    results = []
+    for name in RESULT_SETS:
+        tables = docs / "results" / name / "tables.csv"
+        if tables.is_file():
+            source = f"docs/results/{name}/tables.csv"
+            results.append((name, results_block(pd.read_csv(tables), source, name)))
+    results.append(("paper", paper_block(docs / "results")))
+    return {"configuration.md": [("config-reference", reference_block())], "results.md": results}
+
+
+def update_docs(docs=DOCS) -> None:
+    for page, blocks in generated_blocks(docs).items():
+        path = Path(docs) / page
+        text = path.read_text()
+        for name, block in blocks:
+            text = replace_block(text, block, name)
+        path.write_text(text)
+        print(f"regenerated {len(blocks)} block(s) of {path}")
+
+
+def main(argv=None) -> int:
+    update_docs(Path((argv or sys.argv[1:] or [DOCS])[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
