@@ -14,6 +14,8 @@ rule publish:
     localrule: True
     conda:
         ENV
+    resources:
+        mem_mb=1000,
     params:
         files=PUBLISHED,
     script:
