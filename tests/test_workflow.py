@@ -209,6 +209,17 @@ def test_single_figure_by_its_target(tmp_path):
     assert not (workdir / "results" / "figures" / "patches" / "toy" / "k5_components.png").exists()
 
 
+def test_a_config_naming_only_your_own_dataset_builds_its_patch_statistics(tmp_path):
+    """Sections the user did not write follow the user's datasets: no name they never wrote
+    (such as the default's cifar10) can fail validation."""
+    images = smooth_images(30, 12, 12, 3)
+    np.savez(tmp_path / "mine.npz", x=images, y=np.arange(30) % 2)
+    (tmp_path / "config.yaml").write_text("datasets:\n  my-photos: {source: npz, path: mine.npz}\n")
+    snakemake(tmp_path, "results/patches/my-photos/k3.h5")
+    stats = read_patch_stats(tmp_path / "results/patches/my-photos/k3.h5")
+    assert stats.k == 3 and stats.count == 30 * 10 * 10
+
+
 def test_bad_input_fails_the_job_with_one_line(tmp_path):
     """A corrupt local archive: the dataset job stops with a one-line error (shown by Snakemake,
     no traceback in the log) and leaves no output behind."""

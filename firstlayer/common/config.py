@@ -168,6 +168,8 @@ def _check_semantics(config: dict) -> None:
                 f"no such file or folder"
             )
     known = ", ".join(datasets)
+    if config["patches"]["datasets"] is None:  # sections follow the datasets the user configured
+        config["patches"]["datasets"] = list(datasets)
     for position, name in enumerate(config["patches"]["datasets"]):
         if name not in datasets:
             raise ConfigError(
