@@ -66,7 +66,8 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
                 continue
             out = first_width if first else _scaled(item, width)
-            conv = nn.Conv2d(channels, out, FIRST_LAYER_K if first else 3, padding=1, bias=False)
+            size = FIRST_LAYER_K if first else 3
+            conv = nn.Conv2d(channels, out, size, padding=size // 2, bias=False)
             if first:
                 self.first_conv, first = conv, False
             layers += [conv, nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
@@ -110,7 +111,9 @@ class ResNet(nn.Module):
         in_channels: int = 3,
     ):
         super().__init__()
-        self.first_conv = nn.Conv2d(in_channels, first_width, FIRST_LAYER_K, 1, 1, bias=False)
+        self.first_conv = nn.Conv2d(
+            in_channels, first_width, FIRST_LAYER_K, 1, FIRST_LAYER_K // 2, bias=False
+        )
         self.stem = nn.Sequential(
             self.first_conv, nn.BatchNorm2d(first_width), nn.ReLU(inplace=True)
         )
