@@ -1,18 +1,33 @@
 """Fits of the two linear predictions to measured profiles (the paper's Table 3, Figs. 7, 14-16).
 
 For every run: the learned profile (change from init) at each recorded step is fitted by the
-paper's formula (search over tau = eta t) and by the exact linear prediction (the random-label
-expectation from the average-patch moments A, search over tau = eta K t); the raw profile at
-step 0 is fitted too, the random-init baseline.
+paper's formula (search over tau = eta t; also within the authors' own search range), by the
+one-parameter null families of `firstlayer.theory.nulls`, and by the exact linear prediction
+(the random-label expectation from the average-patch moments A, search over tau = eta K t); the
+raw profile at step 0 is fitted too (one row per distinct initialisation), the random-init
+baseline.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from firstlayer.patches.profiles import similarity
 from firstlayer.theory.formula import best_tau, fit_formula, formula_profile
-from firstlayer.theory.linear_cnn import ExactProfile
+from firstlayer.theory.linear_cnn import ExactProfile, Moments
+from firstlayer.theory.nulls import (
+    FAMILIES,
+    FAMILY_LABELS,
+    compare_fits,
+    interval,
+    null_curve,
+    paper_tau_range,
+    summarise,
+    verdict,
+)
 from firstlayer.training.analysis import SPEC_COLUMNS
 
 EXACT_TAU_RANGE = (1e-4, 1e8)
@@ -24,11 +39,15 @@ def fit_profiles(
     exact: dict | None = None,
     eta: float = 1e-7,
     tau_range=(1e-4, 1e4),
+    paper_ranges: dict | None = None,
 ) -> pd.DataFrame:
-    """One row per (run, step): formula fit (correlation, tau, t) of the learned profile, and
-    the exact-prediction fit when `exact` has an ExactProfile for the run's dataset; plus one
-    `random init` row per run for the raw profile at step 0."""
+    """One row per (run, step): the formula (free tau, and the paper's tau range when
+    `paper_ranges` has the run's dataset) and the null families fitted to the learned profile
+    (`nulls.compare_fits`), and the exact-prediction fit when `exact` has an ExactProfile for
+    the run's dataset; plus one `random init` row per distinct initialisation (the raw profile at
+    step 0; runs that share an initialisation give one row)."""
     rows = []
+    seen_inits = set()
     for (run, step), group in profiles.groupby(["run", "step"], sort=True):
         group = group.sort_values("component")
         first = group.iloc[0]
@@ -40,17 +59,20 @@ def fit_profiles(
             profile = group[column].to_numpy()
             if not np.all(np.isfinite(profile)) or profile.max() <= 0:
                 continue
-            fit = fit_formula(profile, lambdas, eta, tau_range)
+            if kind == "random init":
+                key = (spec["dataset"], tuple(np.round(profile, 12)))
+                if key in seen_inits:
+                    continue
+                seen_inits.add(key)
             row = {
                 "run": run,
                 **spec,
                 "step": int(step),
                 "epoch": float(first["epoch"]),
                 "kind": kind,
-                "formula_correlation": fit.correlation,
-                "formula_tau": fit.tau,
-                "formula_t": fit.t,
-                "eta": eta,
+                **compare_fits(
+                    profile, lambdas, eta, tau_range, (paper_ranges or {}).get(spec["dataset"])
+                ),
             }
             if predictor is not None:
                 row["exact_correlation"], row["exact_tau"] = best_tau(
@@ -65,32 +87,33 @@ def fit_profiles(
 
 
 def table3(fits: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std of the fit correlations of final learned profiles, by dataset, network and
-    label setting, and of random-init profiles (the baseline) by dataset."""
+    """Table 3 with its null models: per (dataset, network, labels, inputs) the final learned
+    profiles of distinct runs, and per dataset the distinct random initialisations; see
+    `nulls.summarise` for the columns (n, means with 95% bootstrap intervals, best null family,
+    delta r and delta log-RMSE, verdicts), plus the exact prediction's mean r and interval."""
     final = fits[(fits["kind"] == "learned") & fits["final"] & ~fits["frozen"]]
-    has_exact = "exact_correlation" in fits
     rows = []
 
-    def summary(frame, **labels):
-        row = {
-            **labels,
-            "n": len(frame),
-            "formula_mean": frame["formula_correlation"].mean(),
-            "formula_std": frame["formula_correlation"].std(ddof=0),
-            "formula_tau_median": frame["formula_tau"].median(),
-        }
-        if has_exact:
-            row["exact_mean"] = frame["exact_correlation"].mean()
-            row["exact_std"] = frame["exact_correlation"].std(ddof=0)
+    def add(frame, **labels):
+        row = summarise(frame, **labels)
+        if "exact_correlation" in frame:
+            row["exact_mean"], row["exact_low"], row["exact_high"], _ = interval(
+                frame["exact_correlation"]
+            )
         rows.append(row)
 
     for (dataset, arch, labels, inputs), frame in final.groupby(
         ["dataset", "arch", "labels", "inputs"], sort=True
     ):
-        summary(frame, dataset=dataset, network=arch, labels=labels, inputs=inputs)
+        add(frame, dataset=dataset, network=arch, labels=labels, inputs=inputs)
     for dataset, frame in fits[fits["kind"] == "random init"].groupby("dataset", sort=True):
-        summary(frame, dataset=dataset, network="random init", labels="-", inputs="-")
+        add(frame, dataset=dataset, network="random init", labels="-", inputs="-")
     return pd.DataFrame(rows)
+
+
+def paper_ranges(patches_per_image: dict) -> dict:
+    """{dataset: the authors' tau range} from each dataset's patch positions per image."""
+    return {name: paper_tau_range(count) for name, count in patches_per_image.items()}
 
 
 def exact_predictors(moments_by_dataset: dict, stats: dict) -> dict:
@@ -134,6 +157,7 @@ def fit_curves(
     for title, label, measured, dataset in panels:
         lambdas = stats[dataset].lambdas
         fit = fit_formula(measured, lambdas, eta)
+        null = compare_fits(measured, lambdas, eta, (1e-4, 1e4))
         series = [
             ("measured", measured, "measured", label),
             (
@@ -141,6 +165,13 @@ def fit_curves(
                 formula_profile(lambdas, eta, fit.t),
                 "prediction",
                 f"formula (r = {fit.correlation:.3f})",
+            ),
+            (
+                "null",
+                null_curve(null, lambdas),
+                "prediction",
+                f"best null {FAMILY_LABELS[null['best_null']]} "
+                f"(r = {null['best_null_correlation']:.3f})",
             ),
         ]
         predictor = (exact or {}).get(dataset)
@@ -163,3 +194,182 @@ def fit_curves(
                 )
             )
     return pd.concat(rows, ignore_index=True)
+
+
+def fit_study(profiles: pd.DataFrame, stats_paths, feature_paths, eta: float, tau_range):
+    """Rule `formula_fits`: {output name: table} (fits, Table 3, figure curves, cross-dataset
+    predictions and their summary) from the training profiles, each dataset's patch statistics
+    and per-image features (file paths, in dataset folders)."""
+    from firstlayer.patches.features import read_image_features
+    from firstlayer.patches.stats import read_patch_stats
+
+    stats = {Path(path).parent.name: read_patch_stats(path) for path in stats_paths}
+    features = {Path(path).parent.name: read_image_features(path) for path in feature_paths}
+    moments = {name: Moments.of(data["average_patches"]) for name, data in features.items()}
+    exact = exact_predictors(moments, stats)
+    ranges = paper_ranges({name: data["patches_per_image"] for name, data in features.items()})
+    print(f"fitting {profiles['run'].nunique()} runs at every recorded step; paper ranges {ranges}")
+    fits = fit_profiles(profiles, stats, exact, eta, tuple(tau_range), ranges)
+    table = table3(fits)
+    print(table.to_string(index=False))
+    across = cross_dataset(profiles, fits, stats)
+    return {
+        "fits": fits,
+        "table": table,
+        "curves": fit_curves(profiles, fits, stats, exact, eta),
+        "cross_dataset": across,
+        "cross_dataset_summary": cross_dataset_summary(across),
+    }
+
+
+PRETRAINED_GROUPS = {"torchvision": "ImageNet-trained (torchvision)", "file": "weight files"}
+
+
+def pretrained_fits(
+    layer_paths, stats, input_space: str, dataset_norm, patches_per_image: int, eta, tau_range
+):
+    """The formula (free tau and the paper's range) and the null families fitted to the raw
+    profile of every first layer in `layer_paths` whose kernel matches `stats` (the init of a
+    downloaded model is unknown), each on the patch PCA re-expressed in the layer's own input
+    space. Returns (one row per layer, Table 3 rows: one per layer source group and one over
+    all layers, with n = distinct layers)."""
+    from firstlayer.pretrained.layers import layer_profile, read_first_layer
+
+    ranges = paper_tau_range(patches_per_image)
+    rows = []
+    for path in layer_paths:
+        layer = read_first_layer(path)
+        if layer.k != stats.k:
+            continue
+        if layer.input_mean.size == 0:  # a user file without its own normalisation
+            layer.input_mean, layer.input_std = map(np.asarray, dataset_norm)
+        space = (
+            stats.in_input_space(layer.input_mean, layer.input_std)
+            if input_space == "model"
+            else stats.in_input_space(np.zeros(stats.channels), np.ones(stats.channels))
+        )
+        profile = layer_profile(layer, stats, input_space)
+        rows.append(
+            {
+                "name": layer.name,
+                # a user file by its name only: tables leave the machine's paths behind
+                "source": _source_name(layer.source),
+                "group": PRETRAINED_GROUPS[layer.source.split(":", 1)[0]],
+                "k": stats.k,
+                "input_space": input_space,
+                **compare_fits(profile, space.lambdas, eta, tuple(tau_range), ranges),
+            }
+        )
+    layers = pd.DataFrame(rows)
+    summary = []
+    if len(layers):
+        for group, frame in layers.groupby("group", sort=True):
+            summary.append(summarise(frame, network=group, k=stats.k, layers=_names(frame)))
+        summary.append(
+            summarise(layers, network="all first layers", k=stats.k, layers=_names(layers))
+        )
+    return layers, pd.DataFrame(summary)
+
+
+def _source_name(source: str) -> str:
+    kind, _, where = source.partition(":")
+    return f"{kind}:{Path(where).name}" if kind == "file" else source
+
+
+def _names(frame) -> str:
+    return ", ".join(sorted(frame["name"]))
+
+
+def pretrained_fit_study(stats_path, dataset_path, layer_paths, input_space, eta, tau_range):
+    """Rule `pretrained_fits`: `pretrained_fits` from file paths (patch statistics, the dataset
+    for its normalisation and image size, first-layer files)."""
+    from firstlayer.datasets.sources import DatasetFile
+    from firstlayer.patches.stats import read_patch_stats
+
+    stats = read_patch_stats(stats_path)
+    with DatasetFile(dataset_path) as data:
+        norm = (data.mean, data.std)
+        height, width = data.images("train").shape[1:3]
+    positions = (height - stats.k + 1) * (width - stats.k + 1)
+    layers, table = pretrained_fits(
+        layer_paths, stats, input_space, norm, positions, eta, tau_range
+    )
+    print(table.to_string(index=False))
+    return layers, table
+
+
+MATCH = ["arch", "first_width", "width", "labels", "inputs", "epochs"]
+
+
+def cross_dataset(profiles: pd.DataFrame, fits: pd.DataFrame, stats: dict) -> pd.DataFrame:
+    """Held-out prediction across datasets, no refit: for every final learned profile of a run
+    on dataset B and every other dataset A with runs of the same recipe (network, widths,
+    labels, inputs, epochs), the formula at A's median fitted tau evaluated with B's own lambda,
+    and A's most frequent best null family at its median parameter evaluated on B. One row per
+    (A, run on B), beside the run's in-sample formula and best-null correlations."""
+    final = fits[(fits["kind"] == "learned") & fits["final"] & ~fits["frozen"]]
+    final = final[final["inputs"] == "none"]
+    rows = []
+    for _, run in final.iterrows():
+        measured = (
+            profiles[(profiles["run"] == run["run"]) & (profiles["step"] == run["step"])]
+            .sort_values("component")["energy"]
+            .to_numpy()
+        )
+        lambdas = np.asarray(stats[run["dataset"]].lambdas, np.float64)
+        same = (final[MATCH] == run[MATCH]).all(axis=1)
+        for source, donors in final[same & (final["dataset"] != run["dataset"])].groupby("dataset"):
+            tau = float(donors["formula_tau"].median())
+            family = donors["best_null"].mode().iloc[0]
+            parameter = float(donors[f"{family}_parameter"].median())
+            curve = next(f for f in FAMILIES if f.key == family).curve(lambdas, parameter)
+            rows.append(
+                {
+                    "source": source,
+                    "source_runs": len(donors),
+                    "target": run["dataset"],
+                    "run": run["run"],
+                    **{column: run[column] for column in MATCH},
+                    "seed": run["seed"],
+                    "source_tau": tau,
+                    "predicted_correlation": similarity(
+                        measured, formula_profile(lambdas, run["eta"], tau / run["eta"])
+                    ),
+                    "in_sample_correlation": run["formula_correlation"],
+                    "in_sample_tau": run["formula_tau"],
+                    "null_family": family,
+                    "null_predicted_correlation": similarity(measured, curve),
+                    "null_in_sample_correlation": run["best_null_correlation"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def cross_dataset_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (source, target, network, labels): n distinct target runs, mean correlations with
+    95% bootstrap intervals, and the verdict on predicted r, formula minus null."""
+    out = []
+    if not len(rows):
+        return pd.DataFrame(out)
+    for (source, target, arch, labels), frame in rows.groupby(
+        ["source", "target", "arch", "labels"], sort=True
+    ):
+        row = {"source": source, "target": target, "network": arch, "labels": labels}
+        row["n"] = len(frame)
+        for column in (
+            "predicted_correlation",
+            "in_sample_correlation",
+            "null_predicted_correlation",
+            "null_in_sample_correlation",
+        ):
+            stem = column.replace("_correlation", "")
+            row[f"{stem}_mean"], row[f"{stem}_low"], row[f"{stem}_high"], _ = interval(
+                frame[column]
+            )
+        mean, low, high, n = interval(
+            frame["predicted_correlation"] - frame["null_predicted_correlation"]
+        )
+        row["advantage_mean"], row["advantage_low"], row["advantage_high"] = mean, low, high
+        row["verdict"] = verdict(low, high, n)
+        out.append(row)
+    return pd.DataFrame(out)
