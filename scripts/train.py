@@ -14,4 +14,5 @@ with job(snakemake.log[0]):
         snakemake.output[0],
         snakemake.params.checkpoint,
         log=lambda message: print(message, flush=True),
+        resources=dict(snakemake.resources.items()),  # a `gpu` request forbids a CPU fallback
     )

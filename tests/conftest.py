@@ -8,6 +8,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The suite runs on the CPU whatever the host has: its bit-identity tests hold there. Workflow
+# jobs started by the tests inherit this; a test that wants an accelerator asks for it (the
+# `gpu` tests pass their device explicitly).
+os.environ["FIRSTLAYER_DEVICE"] = "cpu"
+# Set before any CUDA work starts in this process, for the reproducible-mode GPU tests.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
@@ -91,3 +98,75 @@ def assert_same_tables(first: Path, second: Path) -> int:
         else:
             assert (second / table).read_bytes() == (first / table).read_bytes(), table
     return len(tables)
+
+
+# ------------------------------------------------------------------ training helpers shared by
+# the CPU device tests and the CUDA smoke test (tests/test_gpu.py)
+
+
+def write_toy_dataset(path: Path, n_train: int, n_test: int, side: int, seed: int = 5) -> Path:
+    """A dataset file of smooth random images with 10 classes."""
+    from firstlayer.datasets.sources import Splits, write_dataset
+
+    images = smooth_images(n_train + n_test, side, side, 3, seed=seed)
+    labels = np.arange(n_train + n_test) % 10
+    write_dataset(
+        path,
+        Splits(
+            {"train": images[:n_train], "test": images[n_train:]},
+            {"train": labels[:n_train], "test": labels[n_train:]},
+            [str(c) for c in range(10)],
+            "test",
+            "0" * 64,
+        ),
+    )
+    return path
+
+
+class Interrupted(Exception):
+    """Raised by `stop_at` to cut a training run short, as a kill would."""
+
+
+def stop_at(message: str, lines: list | None = None):
+    """A `log` for train() that records lines and stops the run when one starts with
+    `message` (e.g. "epoch 2/": after the checkpoint of epoch 1 is written)."""
+
+    def log(line):
+        if lines is not None:
+            lines.append(line)
+        if line.startswith(message):
+            raise Interrupted(line)
+
+    return log
+
+
+def profile_correlation(run_a, run_b, dataset: Path) -> float:
+    """Pearson correlation of two runs' final first-layer change profiles on the dataset's
+    3x3 patch PCA."""
+    from firstlayer.datasets.sources import DatasetFile
+    from firstlayer.patches.profiles import energy_profile, similarity
+    from firstlayer.patches.stats import patch_statistics
+
+    with DatasetFile(dataset) as data:
+        stats = patch_statistics(data.images("train")[()], 3, data.mean, data.std)
+    a, b = (energy_profile(r.final, stats.eigenvectors, reference=r.init) for r in (run_a, run_b))
+    return similarity(a, b)
+
+
+def as_if_saved_on(checkpoint: Path, device: str) -> None:
+    """Rewrite a CPU checkpoint so that its tensors say they were saved on `device` (e.g.
+    "cuda:0"), as a checkpoint written by a GPU job does: loading it without mapping its
+    storages needs that device."""
+    import zipfile
+
+    with zipfile.ZipFile(checkpoint) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    tag = b"X\x03\x00\x00\x00cpu"
+    pickle = next(name for name in entries if name.endswith("data.pkl"))
+    assert tag in entries[pickle]
+    entries[pickle] = entries[pickle].replace(
+        tag, b"X" + len(device).to_bytes(4, "little") + device.encode()
+    )
+    with zipfile.ZipFile(checkpoint, "w", zipfile.ZIP_STORED) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)

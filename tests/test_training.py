@@ -71,6 +71,8 @@ def run_in_process(spec, data, out, checkpoint, threads=1):
             str(checkpoint),
             "--threads",
             str(threads),
+            "--checkpoint-minutes",
+            "0",  # after every epoch: the kill tests wait for one
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -5,14 +5,22 @@ cross-entropy, no augmentation. The training set lives on the device as one tens
 are index slices of a per-epoch permutation (no DataLoader). Random streams are separate and
 derived from the run's seed: initialisation, data order (one per epoch), labels. The
 initialisation stream also takes the run's whole specification (`init_seed`), so no two distinct
-runs share an initialisation by accident. A checkpoint
-is written after every epoch; a restarted run resumes from it and ends bit-identical (CPU, fixed
-thread count) to an uninterrupted one.
+runs share an initialisation by accident.
+
+Checkpoints are written by wall-clock interval (FIRSTLAYER_CHECKPOINT_MINUTES, default 5; 0 =
+after every epoch), at the end of an epoch when waiting for the next epoch's end would exceed
+the interval: a killed run loses at most one interval of work, or one epoch where an epoch takes
+longer. The run file is the record of the end. A checkpoint is loaded to the CPU and its state
+moved to the model's device, so a run checkpointed on a GPU resumes on the CPU and vice versa;
+one that cannot be read is set aside (renamed, logged) and the run starts again. A resumed run
+ends bit-identical to an uninterrupted one on the CPU (fixed thread count) and on a GPU in the
+reproducible mode (firstlayer.training.devices).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -29,7 +37,14 @@ from firstlayer.common.settings import check_labels, check_transform
 from firstlayer.datasets.sources import DatasetFile, selected_chunks
 from firstlayer.errors import InputError
 from firstlayer.h5io import atomic_h5, open_checked
-from firstlayer.training.devices import select_device
+from firstlayer.training.devices import (
+    bfloat16_warning,
+    configure_precision,
+    device_record,
+    gpu_mode,
+    gpu_request,
+    select_device,
+)
 from firstlayer.training.manipulations import Context, apply_labels, apply_transform
 from firstlayer.training.models import build
 
@@ -144,32 +159,115 @@ def _read(images, indices) -> np.ndarray:
 
 def _autocast(spec: RunSpec, device):
     if spec.precision == "float32":
-        return torch.autocast(device.type, enabled=False)
+        return contextlib.nullcontext()
     if spec.precision == "bfloat16":
+        if not torch.amp.is_autocast_available(device.type):
+            raise InputError(
+                f"precision=bfloat16 on device {device}: torch has no autocast there; "
+                f"allowed: float32 on this device, bfloat16 on cpu or cuda"
+            )
         return torch.autocast(device.type, dtype=torch.bfloat16)
     raise InputError(f"precision={spec.precision!r}; allowed: float32, bfloat16")
 
 
 @torch.no_grad()
-def evaluate(model, x, y, spec, device, batch: int = 1000) -> tuple[float, float]:
+def evaluate(model, x, y, spec, device, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss, accuracy) on (x, y) as 0-d tensors on the device (no host synchronisation);
+    NaN without test images."""
     if len(y) == 0:
-        return float("nan"), float("nan")
+        nan = torch.full((), float("nan"), device=device)
+        return nan, nan
     model.eval()
-    loss, correct = 0.0, 0
+    loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
     for start in range(0, len(y), batch):
         with _autocast(spec, device):
             out = model(x[start : start + batch]).float()
-        loss += F.cross_entropy(out, y[start : start + batch], reduction="sum").item()
-        correct += (out.argmax(1) == y[start : start + batch]).sum().item()
+        loss += F.cross_entropy(out, y[start : start + batch], reduction="sum")
+        correct += (out.argmax(1) == y[start : start + batch]).sum()
     model.train()
     return loss / len(y), correct / len(y)
 
 
-def train(spec: RunSpec, dataset_path, out_path, checkpoint_path, device=None, log=print) -> dict:
-    """Train one network, checkpointing every epoch, and write its run file (docs/formats.md)."""
-    device = torch.device(device) if device else select_device(log)
+def checkpoint_minutes(environ=None) -> float:
+    """Minutes between checkpoints: FIRSTLAYER_CHECKPOINT_MINUTES, default 5 (0: every epoch)."""
+    environ = os.environ if environ is None else environ
+    text = environ.get("FIRSTLAYER_CHECKPOINT_MINUTES") or "5"
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not minutes >= 0:
+        raise InputError(
+            f"FIRSTLAYER_CHECKPOINT_MINUTES={text!r}; allowed: a number of minutes >= 0 "
+            f"(0: a checkpoint after every epoch)"
+        )
+    return minutes
+
+
+def checkpoint_due(since_last: float, epoch_seconds: float, interval: float) -> bool:
+    """Whether to checkpoint at the end of an epoch: when waiting for the next epoch's end
+    (about `epoch_seconds` more) would leave more than `interval` seconds unsaved."""
+    return since_last + epoch_seconds > interval
+
+
+def load_checkpoint(path: Path, spec: RunSpec, log=print) -> dict | None:
+    """The checkpoint of this run, loaded to the CPU; None when there is none, when it belongs
+    to another configuration, or when it cannot be read (then it is renamed aside)."""
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or not {"spec", "model", "optimizer", "state"} <= set(saved):
+            raise ValueError("not a training checkpoint of this project")
+    except Exception as error:  # a truncated or foreign file must not fail every retry
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log(f"checkpoint {path} is unreadable ({reason}); set aside as {aside}, starting over")
+        return None
+    if saved["spec"] != spec.as_dict():
+        log(f"ignoring {path}: it belongs to another configuration")
+        return None
+    return saved
+
+
+def restore(saved: dict, model, optimizer) -> dict:
+    """Load a checkpoint (on the CPU) into a model and optimizer on any device; the training
+    state, whose recorded first layers stay on the CPU, is returned."""
+    model.load_state_dict(saved["model"])  # copies into the parameters, on their device
+    optimizer.load_state_dict(saved["optimizer"])  # casts its state to each parameter's device
+    state = saved["state"]
+    state["weights"] = [weights.cpu() for weights in state["weights"]]
+    state["resumed_from"].append(state["epoch"])
+    return state
+
+
+def train(
+    spec: RunSpec,
+    dataset_path,
+    out_path,
+    checkpoint_path,
+    device=None,
+    log=print,
+    resources=None,
+    minutes: float | None = None,
+) -> dict:
+    """Train one network, checkpointing every `minutes` (default: `checkpoint_minutes()`), and
+    write its run file (docs/formats.md). `resources`: the job's Snakemake resources, which say
+    whether it must get a GPU."""
+    device = torch.device(device) if device else select_device(log, gpu_request(resources))
+    mode = gpu_mode()
+    configure_precision(device, mode)
+    interval = 60 * (checkpoint_minutes() if minutes is None else minutes)
     if spec.epochs < 1 or spec.batch_size < 1:
         raise InputError(f"epochs={spec.epochs}, batch_size={spec.batch_size}; both must be >= 1")
+    if spec.precision == "bfloat16" and device.type == "cuda":
+        warning = bfloat16_warning(
+            torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device)
+        )
+        if warning:
+            log(warning)
     data = prepare_data(spec, dataset_path, device)
     torch.manual_seed(init_seed(spec))
     model = build(spec.arch, spec.first_width, spec.width, data["classes"], data["channels"]).to(
@@ -196,20 +294,15 @@ def train(spec: RunSpec, dataset_path, out_path, checkpoint_path, device=None, l
         "resumed_from": [],
     }
     checkpoint_path = Path(checkpoint_path)
-    if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if saved["spec"] == spec.as_dict():
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            state = saved["state"]
-            state["resumed_from"].append(state["epoch"])
-            log(f"resuming from the checkpoint after epoch {state['epoch']} (step {state['step']})")
-        else:
-            log(f"ignoring {checkpoint_path}: it belongs to another configuration")
+    saved = load_checkpoint(checkpoint_path, spec, log)
+    if saved is not None:
+        state = restore(saved, model, optimizer)
+        log(f"resuming from the checkpoint after epoch {state['epoch']} (step {state['step']})")
     log(
         f"training {spec.arch} (first layer {spec.first_width} filters"
         f"{', frozen' if spec.frozen else ''}) "
         f"on {n} images, labels {spec.labels}, {spec.epochs} epochs, device {device}"
+        f"{f' ({mode} mode)' if device.type == 'cuda' else ''}"
     )
 
     def on_step(state):
@@ -218,12 +311,13 @@ def train(spec: RunSpec, dataset_path, out_path, checkpoint_path, device=None, l
             state["steps"].append(state["step"])
             state["weights"].append(_first(model))
 
+    last_save = time.perf_counter()
     for epoch in range(state["epoch"], spec.epochs):
         start = time.perf_counter()
         order = torch.from_numpy(
             np.random.default_rng(derive_seed(spec.seed, "order", epoch)).permutation(n)
         ).to(device)
-        total_loss, total_correct = train_epoch(
+        sums = train_epoch(
             model,
             optimizer,
             data["x"],
@@ -233,7 +327,8 @@ def train(spec: RunSpec, dataset_path, out_path, checkpoint_path, device=None, l
             device,
             on_step=lambda: on_step(state),
         )
-        test_loss, test_acc = evaluate(model, data["x_test"], data["y_test"], spec, device)
+        test = evaluate(model, data["x_test"], data["y_test"], spec, device)
+        total_loss, total_correct, test_loss, test_acc = (v.item() for v in (*sums, *test))
         state["seconds"] += time.perf_counter() - start
         state["epoch"] = epoch + 1
         state["metrics"].append(
@@ -247,19 +342,23 @@ def train(spec: RunSpec, dataset_path, out_path, checkpoint_path, device=None, l
                 state["seconds"],
             ]
         )
+        now = time.perf_counter()
         log(
             f"epoch {epoch + 1}/{spec.epochs}: train loss {total_loss / n:.4f} acc "
             f"{total_correct / n:.3f}, test loss {test_loss:.4f} acc {test_acc:.3f} "
-            f"({time.perf_counter() - start:.1f} s)"
+            f"({now - start:.1f} s)"
         )
-        _save_checkpoint(checkpoint_path, spec, model, optimizer, state)
-    write_run(out_path, spec, state, data, device, steps_per_epoch)
+        if epoch + 1 < spec.epochs and checkpoint_due(now - last_save, now - start, interval):
+            _save_checkpoint(checkpoint_path, spec, model, optimizer, state)
+            last_save = time.perf_counter()
+    write_run(out_path, spec, state, data, device, steps_per_epoch, mode)
     checkpoint_path.unlink(missing_ok=True)
     return state
 
 
 def train_epoch(model, optimizer, x, y, order, spec: RunSpec, device, on_step=None):
-    """One pass over `order` in batches of index slices; returns (summed loss, correct)."""
+    """One pass over `order` in batches of index slices; returns (summed loss, correct) as 0-d
+    tensors on the device: no host synchronisation per step."""
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), device=device, dtype=torch.long)
     for first in range(0, len(order), spec.batch_size):
@@ -271,12 +370,11 @@ def train_epoch(model, optimizer, x, y, order, spec: RunSpec, device, on_step=No
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        # accumulate on the device: no host synchronisation per step
         total_loss += loss.detach() * len(targets)
         total_correct += (out.argmax(1) == targets).sum()
         if on_step is not None:
             on_step()
-    return total_loss.item(), total_correct.item()
+    return total_loss, total_correct
 
 
 def _first(model) -> torch.Tensor:
@@ -298,14 +396,16 @@ def _save_checkpoint(path: Path, spec, model, optimizer, state) -> None:
     os.replace(tmp, path)
 
 
-def write_run(path, spec: RunSpec, state, data, device, steps_per_epoch) -> None:
+def write_run(path, spec: RunSpec, state, data, device, steps_per_epoch, mode="fast") -> None:
     columns = ["epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
     metrics = np.asarray(state["metrics"], dtype=np.float64)
+    hardware = device_record(torch.device(device), mode)
     provenance = {
         "spec": spec.as_dict(),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "resumed_from": state["resumed_from"],
+        "hardware": hardware,
     }
     with atomic_h5(path, FORMAT, provenance) as handle:
         group = handle.create_group("first_layer")
@@ -364,6 +464,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="run .h5 to write")
     parser.add_argument("--checkpoint", required=True, help="checkpoint file (resumed if present)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=None,
+        help="minutes between checkpoints (default: FIRSTLAYER_CHECKPOINT_MINUTES or 5; 0: every "
+        "epoch)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -373,6 +480,7 @@ def main(argv=None) -> int:
         args.out,
         args.checkpoint,
         log=lambda message: print(message, flush=True),
+        minutes=args.checkpoint_minutes,
     )
     return 0
 
