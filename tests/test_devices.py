@@ -46,13 +46,13 @@ from firstlayer.training.run import (
     train_epoch,
 )
 
+# Another job holding a GPU slot: a process with an exclusive lock on the slot's file (plain
+# Python, so that it starts in milliseconds; the lock is what claim_slot takes).
 HOLD = """
-import sys, time
-from pathlib import Path
-from firstlayer.training.devices import claim_slot
-log = lambda message: print(message, file=sys.stderr, flush=True)
-index, handle = claim_slot(sys.argv[1].split(","), Path(sys.argv[2]), wait=0.05, log=log)
-print(index, flush=True)
+import fcntl, sys, time
+handle = open(sys.argv[1], "a+")
+fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("holding", flush=True)
 time.sleep(60)
 """
 TINY = dict(dataset="toy", first_width=8, width=0.0625, n_train=None, n_test=None, batch_size=16)
@@ -114,11 +114,10 @@ def held(directory):
 
 
 def test_a_killed_job_frees_its_slot_and_a_waiting_job_takes_it(tmp_path):
-    other = subprocess.Popen(
-        [sys.executable, "-c", HOLD, "uuid-a", str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
+    slot = tmp_path / devices._lock_name("uuid-a")
+    other = subprocess.Popen([sys.executable, "-c", HOLD, slot], stdout=subprocess.PIPE, text=True)
     try:
-        assert other.stdout.readline().strip() == "0"  # the other job holds the only GPU
+        assert other.stdout.readline().strip() == "holding"  # the other job has the only GPU
         said, got = queue.Queue(), queue.Queue()
         waiting = threading.Thread(
             target=lambda: got.put(claim_slot(["uuid-a"], tmp_path, wait=0.02, log=said.put))
@@ -172,8 +171,10 @@ def test_a_job_that_asked_for_a_gpu_never_trains_on_the_cpu(monkeypatch, fresh_c
     assert message.startswith("this job asked for a GPU (resources gpu=1) but torch sees none")
     assert message.endswith("or set FIRSTLAYER_DEVICE=cpu to train on the CPU on purpose")
     assert select_device(cuda=FakeCuda([])) == torch.device("cpu")  # nobody asked: the CPU
-    monkeypatch.setenv("FIRSTLAYER_DEVICE", "cpu")  # a deliberate choice wins
-    assert select_device(require=request, cuda=FakeCuda([])) == torch.device("cpu")
+    monkeypatch.setenv("FIRSTLAYER_DEVICE", "cpu")  # a deliberate choice wins, and says so
+    lines = []
+    assert select_device(lines.append, request, FakeCuda([])) == torch.device("cpu")
+    assert lines == ["FIRSTLAYER_DEVICE=cpu overrides this job's GPU request (resources gpu=1)"]
     monkeypatch.setenv("FIRSTLAYER_DEVICE", "cuda:1")
     with pytest.raises(DeviceError, match="FIRSTLAYER_DEVICE='cuda:1' but torch sees no CUDA"):
         select_device(cuda=FakeCuda([]))

@@ -130,6 +130,8 @@ def select_device(log=print, require: str | None = None, cuda=torch.cuda) -> tor
             raise DeviceError(f"FIRSTLAYER_DEVICE={override!r} but torch sees no CUDA device")
         if device.type == "cuda":
             cuda.set_device(device)
+        if require and device.type != "cuda":
+            log(f"FIRSTLAYER_DEVICE={override} overrides this job's GPU request ({require})")
         return device
     if _chosen is not None:
         return _chosen
