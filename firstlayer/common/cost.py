@@ -20,6 +20,7 @@ FIRSTLAYER_IMAGES_PER_SECOND; without it ASSUMED_IMAGES_PER_SECOND, a deliberate
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class NetworkCost:
     activations: int  # values stored per image for the backward pass
 
 
+@functools.cache  # a grid has few distinct networks and many runs
 def network_cost(
     arch: str, first_width: int, width: float, classes: int, channels: int, side: int
 ) -> NetworkCost:

@@ -38,6 +38,7 @@ class Plan:
         self.grid = build_grid(config["experiments"], config["training"])
         # the reference throughput the training requests assume (common.cost)
         self.rate = rate or images_per_second()
+        self._requests: dict[tuple[str, int], Request] = {}
 
     # ---------------------------------------------------------------- the grid
     def spec(self, run: str) -> RunSpec:
@@ -84,9 +85,14 @@ class Plan:
     def training_request(self, run: str, attempt: int = 1) -> Request:
         """What the run's `train` job asks a cluster for (common.cost). A dataset whose size is
         known only once built (ImageFolder, .npz) is costed as CIFAR-10."""
-        spec = self.spec(run)
-        facts = dataset_facts(spec.dataset, self.config["datasets"])
-        return training_request(spec, facts or TORCHVISION_DATASETS["CIFAR10"], self.rate, attempt)
+        if (run, attempt) not in self._requests:  # asked for thrice per job while planning
+            spec = self.spec(run)
+            facts = (
+                dataset_facts(spec.dataset, self.config["datasets"])
+                or TORCHVISION_DATASETS["CIFAR10"]
+            )
+            self._requests[run, attempt] = training_request(spec, facts, self.rate, attempt)
+        return self._requests[run, attempt]
 
     def training_group(self, run: str) -> str | None:
         """Short runs join the group `train` (a cluster profile bundles several of them into
