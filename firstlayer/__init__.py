@@ -7,8 +7,9 @@ One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
                         HDF5 writes with provenance and format checks on read
   common/     planning, torch-free: config (validation with one-line errors), facts (torchvision
               datasets, FIRST_LAYER_K, pretrained stems), settings (label/input names and the
-              "learned, unmanipulated" predicate), grid (RunSpec, run names), targets (the Plan:
-              every target list)
+              "learned, unmanipulated" predicate), grid (RunSpec, run names), architectures (the
+              networks' layer tables), cost (FLOPs of a run and its cluster request), targets
+              (the Plan: every target list)
   datasets/   sources: build the dataset HDF5 from torchvision, ImageFolder trees, .npz, subsets
   patches/    stats (exact streaming patch covariance and PCA), profiles (energy profiles and
               their correlations), features (per-image average patches and energies)
@@ -16,7 +17,7 @@ One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
               (`firstlayer-profile`)
   training/   models (CIFAR-style VGG/ResNet), devices (GPU slots), manipulations (label settings
               and input transforms), run (one resumable training run), analysis (profiles along
-              training, Tables 1 and 2), estimate (compute estimate of a grid)
+              training, Tables 1 and 2), estimate (compute and requests of a grid)
   theory/     formula (the linear-CNN formula and its fit), nulls (null families, the paper's
               tau range, intervals and verdicts), linear_cnn (the exact linear CNN), fits
               (Table 3), label_stats (Fig. 5), whitening (Fig. 6), manipulations (Figs. 8, 17,

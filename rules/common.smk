@@ -3,12 +3,14 @@
 import sys
 from pathlib import Path
 
-from firstlayer.common.config import ConfigError, validate_config
+from firstlayer.common.config import validate_config
 from firstlayer.common.targets import FIGURE_FORMATS, Plan, figures
+from firstlayer.errors import InputError
 
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
-except ConfigError as error:
+    PLAN = Plan(config)
+except InputError as error:
     # One line for the user, no traceback: a config mistake is not a crash.
     print(error, file=sys.stderr)
     sys.exit(1)
@@ -23,7 +25,6 @@ wildcard_constraints:
 
 # Software of every job under --software-deployment-method conda (the pins of pyproject.toml).
 ENV = "../envs/firstlayer.yaml"
-PLAN = Plan(config)
 PUBLISHED = PLAN.published()
 PUBLISHED_PRETRAINED = PLAN.published_pretrained()
 GRID = PLAN.grid
@@ -53,5 +54,14 @@ def run_dataset(wildcards):
     return f"resources/datasets/{PLAN.spec(wildcards.run).dataset}.h5"
 
 
-def training_minutes(wildcards):
-    return PLAN.training_minutes(wildcards.run)
+# The train job's cluster request and batch (firstlayer.common.cost; docs/cluster.md).
+def training_minutes(wildcards, attempt):
+    return PLAN.training_request(wildcards.run, attempt).runtime
+
+
+def training_mem_mb(wildcards):
+    return PLAN.training_request(wildcards.run).mem_mb
+
+
+def training_group(wildcards):
+    return PLAN.training_group(wildcards.run)

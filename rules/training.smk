@@ -9,11 +9,15 @@ rule train:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
+    # short runs form the group `train`, which a cluster profile batches (docs/cluster.md);
+    # groups are ignored in local runs
+    group:
+        training_group
     conda:
         ENV
     threads: 2
     resources:
-        mem_mb=6000,
+        mem_mb=training_mem_mb,
         runtime=training_minutes,
     params:
         spec=lambda wc: GRID[wc.run]["spec"].as_dict(),

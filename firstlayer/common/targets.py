@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import itertools
 
+from firstlayer.common.cost import (
+    BATCH_MINUTES,
+    Request,
+    dataset_facts,
+    images_per_second,
+    training_request,
+)
 from firstlayer.common.facts import FIRST_LAYER_K, TORCHVISION_DATASETS
 from firstlayer.common.grid import RunSpec, build_grid
 from firstlayer.common.settings import UNCHANGED, learned_unmanipulated, parse_deciles
 
 FIGURE_FORMATS = ("pdf", "png")
-# CPU training throughput the default runtime request assumes (images per second, VGG11 at the
-# default scale); a cluster profile overrides the request.
-CPU_IMAGES_PER_SECOND = 300
 
 
 def expand(pattern: str, **values) -> list[str]:
@@ -29,9 +33,12 @@ def figures(stem: str) -> list[str]:
 
 
 class Plan:
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, rate: float | None = None):
         self.config = config
         self.grid = build_grid(config["experiments"], config["training"])
+        # the reference throughput the training requests assume (common.cost)
+        self.rate = rate or images_per_second()
+        self._requests: dict[tuple[str, int], Request] = {}
 
     # ---------------------------------------------------------------- the grid
     def spec(self, run: str) -> RunSpec:
@@ -75,13 +82,22 @@ class Plan:
             if parse_deciles(spec.labels) is not None or spec.inputs != UNCHANGED
         ]
 
-    def training_minutes(self, run: str) -> int:
-        """A generous CPU runtime request for one run: a cluster profile may override it."""
-        spec = self.spec(run)
-        source = self.config["datasets"].get(spec.dataset, {})
-        facts = TORCHVISION_DATASETS.get(source.get("name"), TORCHVISION_DATASETS["CIFAR10"])
-        images = spec.n_train or facts.train_images
-        return max(10, int(spec.epochs * images / CPU_IMAGES_PER_SECOND / 60) + 5)
+    def training_request(self, run: str, attempt: int = 1) -> Request:
+        """What the run's `train` job asks a cluster for (common.cost). A dataset whose size is
+        known only once built (ImageFolder, .npz) is costed as CIFAR-10."""
+        if (run, attempt) not in self._requests:  # asked for thrice per job while planning
+            spec = self.spec(run)
+            facts = (
+                dataset_facts(spec.dataset, self.config["datasets"])
+                or TORCHVISION_DATASETS["CIFAR10"]
+            )
+            self._requests[run, attempt] = training_request(spec, facts, self.rate, attempt)
+        return self._requests[run, attempt]
+
+    def training_group(self, run: str) -> str | None:
+        """Short runs join the group `train` (a cluster profile bundles several of them into
+        one job, run one after another); a long run is a job of its own."""
+        return "train" if self.training_request(run).runtime <= BATCH_MINUTES else None
 
     # ---------------------------------------------------------------- inputs shared by rules
     def training_patch_stats(self) -> list[str]:

@@ -10,42 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from firstlayer.common.architectures import ARCHITECTURES, RESNETS, VGG_LAYERS, scaled, vgg_depth
 from firstlayer.common.facts import FIRST_LAYER_K
 from firstlayer.errors import InputError
-
-VGG_LAYERS = {
-    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    19: [
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-    ],
-}
-ARCHITECTURES = ["vgg11", "vgg13", "vgg16", "vgg19", "resnet18", "resnet20"]
-
-
-def _scaled(channels: int, width: float) -> int:
-    return max(1, int(round(channels * width)))
 
 
 class VGG(nn.Module):
@@ -65,7 +32,7 @@ class VGG(nn.Module):
             if item == "M":
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
                 continue
-            out = first_width if first else _scaled(item, width)
+            out = first_width if first else scaled(item, width)
             size = FIRST_LAYER_K if first else 3
             conv = nn.Conv2d(channels, out, size, padding=size // 2, bias=False)
             if first:
@@ -119,7 +86,7 @@ class ResNet(nn.Module):
         )
         stages, channels = [], first_width
         for index, (count, stage_width) in enumerate(zip(blocks, stage_widths)):
-            out = _scaled(stage_width, width)
+            out = scaled(stage_width, width)
             for block in range(count):
                 stride = 2 if index > 0 and block == 0 else 1
                 stages.append(BasicBlock(channels, out, stride))
@@ -143,12 +110,8 @@ def build(
     16..64)."""
     if first_width < 1 or width <= 0:
         raise InputError(f"first_width={first_width}, width={width}; both must be positive")
-    if arch.startswith("vgg") and arch[3:].isdigit() and int(arch[3:]) in VGG_LAYERS:
-        return VGG(int(arch[3:]), first_width, width, num_classes, in_channels)
-    if arch == "resnet18":
-        return ResNet(
-            [2, 2, 2, 2], [64, 128, 256, 512], first_width, width, num_classes, in_channels
-        )
-    if arch == "resnet20":
-        return ResNet([3, 3, 3], [16, 32, 64], first_width, width, num_classes, in_channels)
+    if vgg_depth(arch) is not None:
+        return VGG(vgg_depth(arch), first_width, width, num_classes, in_channels)
+    if arch in RESNETS:
+        return ResNet(*RESNETS[arch], first_width, width, num_classes, in_channels)
     raise InputError(f"architecture {arch!r}; allowed: {', '.join(ARCHITECTURES)}")
