@@ -85,3 +85,23 @@ def test_the_package_docstring_names_every_room_and_module():
     assert not missing, missing
     rooms = [p.name for p in (ROOT / "firstlayer").iterdir() if (p / "__init__.py").is_file()]
     assert all(f"{room}/" in doc for room in rooms), rooms
+
+
+def test_scripts_are_thin():
+    fat = {
+        path.name: n
+        for path in (ROOT / "scripts").glob("*.py")
+        if (n := len(path.read_text().splitlines())) > 20
+    }
+    assert not fat, fat
+
+
+def test_ci_fails_on_lint_format_and_workflow_lint():
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in (
+        "ruff check .",
+        "ruff format --check .",
+        "snakefmt --check",
+        "snakemake --lint",
+    ):
+        assert command in ci, command
