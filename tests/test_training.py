@@ -16,7 +16,14 @@ from firstlayer.common.grid import RunSpec, build_grid
 from firstlayer.datasets.sources import Splits, write_dataset
 from firstlayer.training.manipulations import apply_labels
 from firstlayer.training.models import build
-from firstlayer.training.run import balanced_subset, derive_seed, read_run, record_steps, train
+from firstlayer.training.run import (
+    balanced_subset,
+    derive_seed,
+    init_seed,
+    read_run,
+    record_steps,
+    train,
+)
 
 TINY = dict(
     dataset="toy",
@@ -132,9 +139,28 @@ def test_frozen_first_layer_does_not_change_and_init_is_recorded(toy_dataset, tm
     run = read_run(tmp_path / "f.h5")
     assert all(np.array_equal(w, run.init) for w in run.weights)
     assert run.metrics["train_loss"][-1] != run.metrics["train_loss"][0]  # the rest learned
-    torch.manual_seed(derive_seed(2, "init"))
+    torch.manual_seed(init_seed(spec))
     model = build("vgg11", 8, 0.0625, num_classes=4)
     assert np.array_equal(run.init, model.first_conv.weight.detach().numpy())
+
+
+def test_runs_differing_only_in_labels_start_from_different_first_layers(toy_dataset, tmp_path):
+    torch.set_num_threads(1)
+    inits = {}
+    for labels in ("true", "random"):
+        spec = RunSpec(**{**TINY, "epochs": 1}, seed=3, labels=labels)
+        train(spec, toy_dataset, tmp_path / f"{labels}.h5", tmp_path / f"{labels}.pt", log=print)
+        inits[labels] = read_run(tmp_path / f"{labels}.h5").init
+    a, b = inits["true"].ravel(), inits["random"].ravel()
+    # independent draws of the same distribution: same scale, uncorrelated
+    assert not np.allclose(a, b)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.3
+    assert 0.7 < a.std() / b.std() < 1.4
+    # every field of the spec enters the seed; the same spec gives the same seed
+    base = RunSpec(**TINY)
+    assert init_seed(base) == init_seed(RunSpec(**TINY))
+    for change in ({"labels": "random"}, {"inputs": "scale1x2"}, {"frozen": True}, {"lr": 0.1}):
+        assert init_seed(RunSpec(**{**TINY, **change})) != init_seed(base)
 
 
 def test_record_schedule_and_balanced_subset():

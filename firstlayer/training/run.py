@@ -3,7 +3,9 @@
 The paper's recipe is the default: plain SGD (lr 0.01, no momentum, no weight decay), batch 256,
 cross-entropy, no augmentation. The training set lives on the device as one tensor and batches
 are index slices of a per-epoch permutation (no DataLoader). Random streams are separate and
-derived from the run's seed: initialisation, data order (one per epoch), labels. A checkpoint
+derived from the run's seed: initialisation, data order (one per epoch), labels. The
+initialisation stream also takes the run's whole specification (`init_seed`), so no two distinct
+runs share an initialisation by accident. A checkpoint
 is written after every epoch; a restarted run resumes from it and ends bit-identical (CPU, fixed
 thread count) to an uninterrupted one.
 """
@@ -38,6 +40,13 @@ def derive_seed(seed: int, stream: str, *extra) -> int:
     """A 63-bit seed for one named random stream of a run (stable across platforms)."""
     text = ":".join(str(part) for part in (seed, stream, *extra))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def init_seed(spec: RunSpec) -> int:
+    """The seed of a run's initialisation: derived from its whole specification, so runs that
+    differ in anything (labels, inputs, architecture, widths, frozen flag, recipe) start from
+    different weights and are independent samples; the same spec always starts identically."""
+    return derive_seed(spec.seed, "init", json.dumps(spec.as_dict(), sort_keys=True))
 
 
 def balanced_subset(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
@@ -162,7 +171,7 @@ def train(spec: RunSpec, dataset_path, out_path, checkpoint_path, device=None, l
     if spec.epochs < 1 or spec.batch_size < 1:
         raise InputError(f"epochs={spec.epochs}, batch_size={spec.batch_size}; both must be >= 1")
     data = prepare_data(spec, dataset_path, device)
-    torch.manual_seed(derive_seed(spec.seed, "init"))
+    torch.manual_seed(init_seed(spec))
     model = build(spec.arch, spec.first_width, spec.width, data["classes"], data["channels"]).to(
         device, memory_format=torch.channels_last
     )
@@ -314,7 +323,7 @@ def write_run(path, spec: RunSpec, state, data, device, steps_per_epoch) -> None
                 "wall_seconds": state["seconds"],
                 "steps_per_epoch": steps_per_epoch,
                 "label_seed": derive_seed(spec.seed, "labels"),
-                "init_seed": derive_seed(spec.seed, "init"),
+                "init_seed": init_seed(spec),
                 "labels_sha256": hashlib.sha256(np.asarray(data["labels"]).tobytes()).hexdigest(),
             }
         )
