@@ -17,9 +17,10 @@ One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
   training/   models (CIFAR-style VGG/ResNet), devices (GPU slots), manipulations (label settings
               and input transforms), run (one resumable training run), analysis (profiles along
               training, Tables 1 and 2), estimate (compute estimate of a grid)
-  theory/     formula (the linear-CNN formula and its fit), linear_cnn (the exact linear CNN),
-              fits (Table 3), label_stats (Fig. 5), whitening (Fig. 6), manipulations (Figs. 8,
-              17, 18)
+  theory/     formula (the linear-CNN formula and its fit), nulls (null families, the paper's
+              tau range, intervals and verdicts), linear_cnn (the exact linear CNN), fits
+              (Table 3), label_stats (Fig. 5), whitening (Fig. 6), manipulations (Figs. 8, 17,
+              18 and the held-out rescaling prediction)
   report/     plots, theory_plots (one function per figure), publish (committed results and
               the docs' generated blocks: markdown, paper, schema_doc)
 """

@@ -228,6 +228,7 @@ rule manipulations:
     output:
         runs="results/tables/theory/manipulations.csv",
         summary="results/tables/theory/manipulations_summary.csv",
+        heldout="results/tables/theory/heldout_rescaling.csv",
         pdf="results/figures/theory/manipulations.pdf",
         png=report(
             "results/figures/theory/manipulations.png",

@@ -1,38 +1,21 @@
-"""Rule `formula_fits`: the formula and the exact linear prediction fitted to every run."""
-
-from pathlib import Path
+"""Rule `formula_fits`: the formula, the null families and the exact linear prediction fitted to
+every run at every recorded step; Table 3 and its figures."""
 
 import pandas as pd
 
 from firstlayer.logs import job
-from firstlayer.patches.features import read_image_features
-from firstlayer.patches.stats import read_patch_stats
 from firstlayer.report.theory_plots import fitted_t, profile_panels
-from firstlayer.theory.fits import exact_predictors, fit_curves, fit_profiles, table3
-from firstlayer.theory.linear_cnn import Moments
+from firstlayer.theory.fits import fit_study
 
 with job(snakemake.log[0]):
-    stats = {Path(path).parent.name: read_patch_stats(path) for path in snakemake.input.stats}
-    moments = {
-        Path(path).parent.name: Moments.of(read_image_features(path)["average_patches"])
-        for path in snakemake.input.features
-    }
-    exact = exact_predictors(moments, stats)
-    profiles = pd.read_csv(snakemake.input.profiles)
-    print(f"fitting {profiles['run'].nunique()} runs at every recorded step")
-    fits = fit_profiles(
-        profiles, stats, exact, snakemake.params.eta, tuple(snakemake.params.tau_range)
+    inputs, params, out = snakemake.input, snakemake.params, snakemake.output
+    profiles = pd.read_csv(inputs.profiles)
+    fits, table, curves = fit_study(
+        profiles, inputs.stats, inputs.features, params.eta, params.tau_range
     )
-    fits.to_csv(snakemake.output.fits, index=False)
-    table = table3(fits)
-    table.to_csv(snakemake.output.table, index=False)
-    print(table.to_string(index=False))
-    curves = fit_curves(profiles, fits, stats, exact)
-    curves.to_csv(snakemake.output.curves, index=False)
-    profile_panels(
-        curves,
-        "Learned profiles (mean over seeds) and the fitted predictions",
-        snakemake.output.pdf,
-        snakemake.output.png,
-    )
-    fitted_t(fits, snakemake.output.t_pdf, snakemake.output.t_png)
+    fits.to_csv(out.fits, index=False)
+    table.to_csv(out.table, index=False)
+    curves.to_csv(out.curves, index=False)
+    title = "Learned profiles (mean over seeds), the fitted predictions and the best null"
+    profile_panels(curves, title, out.pdf, out.png)
+    fitted_t(fits, out.t_pdf, out.t_png)

@@ -1,30 +1,20 @@
-"""Rule `manipulations`: decile labels and scaled components against unmanipulated runs."""
-
-from pathlib import Path
+"""Rule `manipulations`: decile labels and scaled components against unmanipulated runs, and the
+held-out prediction of the scaled runs."""
 
 import pandas as pd
 
 from firstlayer.logs import job
-from firstlayer.patches.stats import read_patch_stats
 from firstlayer.report.theory_plots import profile_panels
-from firstlayer.theory.manipulations import (
-    manipulation_curves,
-    manipulation_table,
-    summary,
-    unmanipulated_true_vs_random,
-)
+from firstlayer.theory.manipulations import manipulation_study
 
 with job(snakemake.log[0]):
-    stats = {Path(path).parent.name: read_patch_stats(path) for path in snakemake.input.stats}
-    profiles = pd.read_csv(snakemake.input.profiles)
-    table = manipulation_table(profiles, stats, snakemake.params.eta)
-    table.to_csv(snakemake.output.runs, index=False)
-    overview = summary(table, unmanipulated_true_vs_random(profiles))
-    overview.to_csv(snakemake.output.summary, index=False)
-    print(overview.to_string(index=False))
-    profile_panels(
-        manipulation_curves(profiles, table, stats, snakemake.params.eta),
-        "Manipulations: learned profiles (mean over seeds)",
-        snakemake.output.pdf,
-        snakemake.output.png,
+    inputs, out = snakemake.input, snakemake.output
+    profiles = pd.read_csv(inputs.profiles)
+    table, overview, heldout, curves = manipulation_study(
+        profiles, inputs.stats, snakemake.params.eta
     )
+    table.to_csv(out.runs, index=False)
+    overview.to_csv(out.summary, index=False)
+    heldout.to_csv(out.heldout, index=False)
+    title = "Manipulations: learned profiles (mean over seeds)"
+    profile_panels(curves, title, out.pdf, out.png)

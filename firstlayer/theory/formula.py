@@ -20,20 +20,26 @@ from scipy.optimize import minimize_scalar
 from firstlayer.errors import InputError
 
 
-def formula_profile(lambdas, eta: float, t: float) -> np.ndarray:
-    """The theorem's energy profile (unnormalised) at step t for step size eta."""
+def formula_profile(lambdas, eta: float, t) -> np.ndarray:
+    """The theorem's energy profile (unnormalised) at step t for step size eta; for an array
+    of steps, one profile per step (rows)."""
     lambdas = np.asarray(lambdas, np.float64)
-    if np.any(lambdas <= 0) or eta <= 0 or t < 0:
+    steps = np.asarray(t, np.float64)
+    if np.any(lambdas <= 0) or eta <= 0 or np.any(steps < 0):
         raise InputError(
             f"formula needs lambdas > 0, eta > 0 and t >= 0; got min lambda "
-            f"{lambdas.min():.3g}, eta={eta}, t={t}"
+            f"{lambdas.min():.3g}, eta={eta}, t={steps.min() if steps.size else t}"
         )
     rate = eta * lambdas**2
     stable = rate < 1
-    growth = np.empty_like(rate)
-    # 1 - (1 - r)^t, computed without cancellation for small r
-    growth[stable] = -np.expm1(t * np.log1p(-rate[stable]))
-    growth[~stable] = 1 - np.power(1 - rate[~stable], t)
+    exponent = steps[..., None] if steps.ndim else steps
+    with np.errstate(invalid="ignore"):
+        # 1 - (1 - r)^t, computed without cancellation for small r
+        growth = np.where(
+            stable,
+            -np.expm1(exponent * np.log1p(-np.where(stable, rate, 0.0))),
+            1 - np.power(1 - rate, exponent),
+        )
     return lambdas * np.abs(growth) / rate
 
 
@@ -62,8 +68,12 @@ def fit_formula(
         raise InputError(
             f"profile of {profile.shape[0]} components against {lambdas.shape[0]} patch lambdas"
         )
-    correlation, tau = best_tau(
-        profile, lambda tau: formula_profile(lambdas, eta, tau / eta), tau_range, grid
+    correlation, tau = best_parameter(
+        profile,
+        lambda tau: formula_profile(lambdas, eta, np.asarray(tau) / eta),
+        tau_range,
+        grid,
+        vectorised=True,
     )
     return Fit(correlation, tau, tau / eta, eta)
 
@@ -71,17 +81,45 @@ def fit_formula(
 def best_tau(profile, predict, tau_range=(1e-4, 1e4), grid: int = 2001) -> tuple[float, float]:
     """(best Pearson correlation, tau) of `predict(tau)` against `profile`: a log grid over
     `tau_range`, then a bounded 1-D refinement around the best grid point."""
+    return best_parameter(profile, predict, tau_range, grid, log=True)
+
+
+def best_parameter(
+    profile, predict, bounds, grid: int = 2001, log: bool = True, vectorised: bool = False
+) -> tuple[float, float]:
+    """(best Pearson correlation, value) of `predict(value)` against `profile` for a value in
+    `bounds`: a grid (logarithmic when `log`), then a bounded 1-D refinement around the best
+    grid point. A constant prediction (no correlation defined) scores -1. `vectorised`:
+    `predict` maps an array of values to one prediction per row."""
     profile = np.asarray(profile, np.float64)
+    to_value = np.exp if log else (lambda v: v)
 
-    def correlation(log_tau):
-        return np.corrcoef(predict(np.exp(log_tau)), profile)[0, 1]
+    def correlation(position):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            prediction = np.asarray(predict(to_value(position)), np.float64)
+            if not np.all(np.isfinite(prediction)) or np.ptp(prediction) == 0:
+                return -1.0
+            value = np.corrcoef(prediction, profile)[0, 1]
+        return float(value) if np.isfinite(value) else -1.0
 
-    logs = np.linspace(np.log(tau_range[0]), np.log(tau_range[1]), grid)
-    scores = np.array([correlation(v) for v in logs])
-    best = int(np.nanargmax(scores))
-    low, high = logs[max(best - 1, 0)], logs[min(best + 1, grid - 1)]
+    low, high = (np.log(bounds[0]), np.log(bounds[1])) if log else bounds
+    positions = np.linspace(low, high, grid)
+    values = to_value(positions)
+    predictions = predict(values) if vectorised else np.array([predict(v) for v in values])
+    scores = _correlations(np.asarray(predictions, np.float64), profile)
+    best = int(np.argmax(scores))
+    left, right = positions[max(best - 1, 0)], positions[min(best + 1, grid - 1)]
     refined = minimize_scalar(
-        lambda v: -correlation(v), bounds=(low, high), method="bounded", options={"xatol": 1e-8}
+        lambda v: -correlation(v), bounds=(left, right), method="bounded", options={"xatol": 1e-8}
     )
-    log_tau = refined.x if -refined.fun >= scores[best] else logs[best]
-    return float(correlation(log_tau)), float(np.exp(log_tau))
+    position = refined.x if -refined.fun >= scores[best] else positions[best]
+    return float(correlation(position)), float(to_value(position))
+
+
+def _correlations(predictions: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of `predictions` with `profile` (-1 where undefined)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        centred = predictions - predictions.mean(axis=1, keepdims=True)
+        target = profile - profile.mean()
+        scores = centred @ target / (np.linalg.norm(centred, axis=1) * np.linalg.norm(target))
+    return np.where(np.isfinite(scores), scores, -1.0)

@@ -14,19 +14,78 @@ import pandas as pd
 from firstlayer.common.settings import parse_deciles, parse_scaling
 from firstlayer.patches.profiles import similarity
 from firstlayer.theory.formula import fit_formula, formula_profile
+from firstlayer.theory.nulls import compare_fits, interval, null_curve, verdict, with_interval
 from firstlayer.training.analysis import final_profiles
 
 KEYS = ["dataset", "arch", "first_width", "width", "seed"]
+TAU_RANGE = (1e-4, 1e4)
 
 
 def _vector(frame: pd.DataFrame) -> np.ndarray:
     return frame.sort_values("component")["energy_normalised"].to_numpy()
 
 
-def manipulation_table(profiles: pd.DataFrame, stats: dict, eta: float = 1e-7) -> pd.DataFrame:
+def energy_ratio(profile, reference, component: int) -> float:
+    """How much component `component` (1-based) gained relative to the rest: its energy over
+    the profile's mean energy, divided by the same for the reference profile."""
+    profile, reference = np.asarray(profile), np.asarray(reference)
+    index = component - 1
+    return float((profile[index] / profile.mean()) / (reference[index] / reference.mean()))
+
+
+def predict_rescaled(
+    reference, lambdas, component: int, factor: float, eta: float = 1e-7, tau_range=TAU_RANGE
+) -> dict:
+    """The held-out prediction for inputs whose component `component` is scaled by `factor`:
+    tau (and the null families) fitted to the unscaled `reference` profile only, then the
+    formula evaluated with lambda_N -> factor lambda_N at that tau (no refit). The best null
+    family, a curve in lambda or in the index fitted to the reference, predicts the scaled
+    profile with the same fitted parameter: for index curves that is no change at all, for
+    lambda^p the change lambda_N^p -> (factor lambda_N)^p."""
+    lambdas = np.asarray(lambdas, np.float64)
+    fits = compare_fits(reference, lambdas, eta, tau_range)
+    scaled = lambdas.copy()
+    scaled[component - 1] *= factor
+    before = formula_profile(lambdas, eta, fits["formula_t"])
+    after = formula_profile(scaled, eta, fits["formula_t"])
+    return {
+        "component": component,
+        "fits": fits,
+        "formula_before": before,
+        "formula_after": after,
+        "null_before": null_curve(fits, lambdas),
+        "null_after": null_curve(fits, scaled),
+    }
+
+
+def scored(prediction: dict, measured, reference) -> dict:
+    """A held-out prediction against the measured profile of the scaled run (and the unscaled
+    `reference` it was fitted on): the measured and predicted energy ratios along the scaled
+    component and whole-profile correlations, formula and best null."""
+    component = prediction["component"]
+    fits = prediction["fits"]
+    return {
+        "fitted_tau": fits["formula_tau"],
+        "reference_formula_correlation": fits["formula_correlation"],
+        "best_null": fits["best_null"],
+        "learned_ratio": energy_ratio(measured, reference, component),
+        "formula_ratio": energy_ratio(
+            prediction["formula_after"], prediction["formula_before"], component
+        ),
+        "null_ratio": energy_ratio(prediction["null_after"], prediction["null_before"], component),
+        "formula_corr_scaled": similarity(measured, prediction["formula_after"]),
+        "formula_corr_unscaled": similarity(measured, prediction["formula_before"]),
+        "null_corr_scaled": similarity(measured, prediction["null_after"]),
+    }
+
+
+def manipulation_table(
+    profiles: pd.DataFrame, stats: dict, eta: float = 1e-7, tau_range=TAU_RANGE
+) -> pd.DataFrame:
     """One row per manipulated run against its unmanipulated partner (same dataset, network
     and seed): the profile correlation with the random-label run, and for scaled inputs the
-    learned energy ratio along the scaled component beside the formula's prediction."""
+    held-out prediction (`predict_rescaled`, fitted on the partner with the same labels) of the
+    energy ratio along the scaled component and of the whole profile, formula and best null."""
     final = final_profiles(profiles[~profiles["frozen"]])
     runs = final.drop_duplicates("run").set_index("run")
     rows = []
@@ -62,13 +121,9 @@ def manipulation_table(profiles: pd.DataFrame, stats: dict, eta: float = 1e-7) -
         if not len(base):
             continue
         reference = _vector(final[final["run"] == base[0]])
-        lambdas = stats[spec["dataset"]].lambdas
-        fit = fit_formula(reference, lambdas, eta)
-        scaled = lambdas.copy()
-        scaled[component - 1] *= factor
-        before = formula_profile(lambdas, eta, fit.t)
-        after = formula_profile(scaled, eta, fit.t)
-        index = component - 1
+        held_out = predict_rescaled(
+            reference, stats[spec["dataset"]].lambdas, component, factor, eta, tau_range
+        )
         rows.append(
             {
                 "run": run,
@@ -78,12 +133,9 @@ def manipulation_table(profiles: pd.DataFrame, stats: dict, eta: float = 1e-7) -
                 "factor": factor,
                 "labels": spec["labels"],
                 **{k: spec[k] for k in KEYS},
+                "reference_run": base[0],
                 "corr_vs_unscaled": similarity(vector, reference),
-                "learned_ratio": (vector[index] / vector.mean())
-                / (reference[index] / reference.mean()),
-                "formula_ratio": (after[index] / after.mean()) / (before[index] / before.mean()),
-                "formula_corr_scaled": similarity(vector, after),
-                "formula_corr_unscaled": similarity(vector, before),
+                **scored(held_out, vector, reference),
             }
         )
     return pd.DataFrame(rows)
@@ -105,42 +157,94 @@ def unmanipulated_true_vs_random(profiles: pd.DataFrame) -> list[float]:
     return values
 
 
+def _summary_row(comparison: str, values) -> dict:
+    mean, low, high, n = interval(values)
+    return {"comparison": comparison, "mean": mean, "low": low, "high": high, "n": n}
+
+
 def summary(table: pd.DataFrame, baseline: list[float]) -> pd.DataFrame:
-    """Mean ± std per manipulation, with the unmanipulated true-vs-random correlation first."""
+    """Mean and 95% bootstrap interval (none for n = 1) per manipulation over distinct run
+    pairs, with the unmanipulated true-vs-random correlation first."""
     rows = []
     if baseline:
-        rows.append(
-            {
-                "comparison": "true vs random labels (unmanipulated)",
-                "mean": np.mean(baseline),
-                "std": np.std(baseline),
-                "n": len(baseline),
-            }
-        )
+        rows.append(_summary_row("true vs random labels (unmanipulated)", baseline))
     if len(table):
         for name, frame in table[table["kind"] == "decile labels"].groupby("manipulation"):
-            values = frame["corr_vs_random"].dropna()
-            rows.append(
-                {
-                    "comparison": f"{name} vs random labels",
-                    "mean": values.mean(),
-                    "std": values.std(ddof=0),
-                    "n": len(values),
-                }
-            )
+            rows.append(_summary_row(f"{name} vs random labels", frame["corr_vs_random"].dropna()))
         for (name, labels), frame in table[table["kind"] == "scaled component"].groupby(
             ["manipulation", "labels"]
         ):
             rows.append(
-                {
-                    "comparison": f"{name}, {labels} labels: learned energy ratio "
+                _summary_row(
+                    f"{name}, {labels} labels: learned energy ratio "
                     f"(formula {frame['formula_ratio'].mean():.2f})",
-                    "mean": frame["learned_ratio"].mean(),
-                    "std": frame["learned_ratio"].std(ddof=0),
-                    "n": len(frame),
-                }
+                    frame["learned_ratio"],
+                )
             )
+    return pd.DataFrame(rows, columns=["comparison", "mean", "low", "high", "n"])
+
+
+HELDOUT_COLUMNS = [
+    ("learned_ratio", "measured e_N ratio"),
+    ("formula_ratio", "formula's predicted ratio"),
+    ("null_ratio", "best null's predicted ratio"),
+    ("formula_corr_scaled", "r(formula prediction, scaled run)"),
+    ("null_corr_scaled", "r(best null prediction, scaled run)"),
+    ("corr_vs_unscaled", "r(unscaled run, scaled run)"),
+]
+
+
+def heldout_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The held-out rescaling test per (manipulation, labels), over distinct seeds: each
+    quantity's mean with a 95% bootstrap interval, and two verdicts from paired differences:
+    `verdict_ratio` from |log(predicted / measured ratio)|, null's minus formula's, and
+    `verdict_profile` from r(formula prediction) - r(best null prediction)."""
+    rows = []
+    if not len(table) or "formula_corr_scaled" not in table:
+        return pd.DataFrame(rows)
+    scaled = table[table["kind"] == "scaled component"]
+    for (name, labels), frame in scaled.groupby(["manipulation", "labels"], sort=True):
+        row = {"manipulation": name, "labels": labels, "n": len(frame)}
+        for column, _ in HELDOUT_COLUMNS:
+            mean, low, high, _ = interval(frame[column])
+            row[f"{column}_mean"], row[f"{column}_low"], row[f"{column}_high"] = mean, low, high
+        measured = np.log(frame["learned_ratio"])
+        gain = np.abs(np.log(frame["null_ratio"]) - measured) - np.abs(
+            np.log(frame["formula_ratio"]) - measured
+        )
+        for key, values in (
+            ("ratio", gain),
+            ("profile", frame["formula_corr_scaled"] - frame["null_corr_scaled"]),
+        ):
+            mean, low, high, n = interval(values)
+            row[f"advantage_{key}_mean"] = mean
+            row[f"advantage_{key}_low"], row[f"advantage_{key}_high"] = low, high
+            row[f"verdict_{key}"] = verdict(low, high, n)
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def heldout_markdown(summary: pd.DataFrame) -> str:
+    """The held-out table as Markdown: means with intervals only where n >= 2."""
+    if not len(summary):
+        return "No scaled-component runs in this grid.\n"
+    lines = [
+        "| scaled input | labels | n seeds | "
+        + " | ".join(label for _, label in HELDOUT_COLUMNS)
+        + " | verdict (ratio) | verdict (profile) |",
+        "|---" * (5 + len(HELDOUT_COLUMNS)) + "|",
+    ]
+    for row in summary.to_dict("records"):
+        cells = [
+            with_interval(row[f"{c}_mean"], row[f"{c}_low"], row[f"{c}_high"], row["n"])
+            for c, _ in HELDOUT_COLUMNS
+        ]
+        lines.append(
+            f"| {row['manipulation']} | {row['labels']} | {row['n']} | "
+            + " | ".join(cells)
+            + f" | {row['verdict_ratio']} | {row['verdict_profile']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def manipulation_curves(
@@ -219,3 +323,19 @@ def manipulation_curves(
         if curves
         else pd.DataFrame(columns=["panel", "series", "style", "label", "component", "value"])
     )
+
+
+def manipulation_study(profiles: pd.DataFrame, stats_paths, eta: float = 1e-7):
+    """Rule `manipulations`: (per-run table, summary, held-out summary, figure curves) from the
+    training profiles and each dataset's patch statistics (paths in dataset folders)."""
+    from pathlib import Path
+
+    from firstlayer.patches.stats import read_patch_stats
+
+    stats = {Path(path).parent.name: read_patch_stats(path) for path in stats_paths}
+    table = manipulation_table(profiles, stats, eta)
+    overview = summary(table, unmanipulated_true_vs_random(profiles))
+    heldout = heldout_summary(table)
+    print(overview.to_string(index=False))
+    print(heldout_markdown(heldout))
+    return table, overview, heldout, manipulation_curves(profiles, table, stats, eta)

@@ -1,0 +1,230 @@
+"""The theory put to tests it can fail: null families, the paper's search range, intervals and
+the held-out prediction of a rescaled component."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from firstlayer.patches.features import average_patches
+from firstlayer.theory.formula import formula_profile
+from firstlayer.theory.linear_cnn import (
+    Moments,
+    exact_change,
+    random_sign_labels,
+    stable_eta,
+    tiled_images,
+)
+from firstlayer.theory.manipulations import (
+    energy_ratio,
+    heldout_markdown,
+    heldout_summary,
+    predict_rescaled,
+    scored,
+)
+from firstlayer.theory.nulls import (
+    FAMILIES,
+    compare_fits,
+    interval,
+    log_rmse,
+    paper_tau_range,
+    summarise,
+    verdict,
+    with_interval,
+)
+
+ETA = 1e-7
+# a spectrum that is neither a power nor an exponential of the index, so the families differ
+INDEX = np.arange(1, 28)
+LAMBDAS = 4 * np.exp(-INDEX / 3) + 0.3 / np.sqrt(INDEX)
+
+
+@pytest.mark.parametrize("tau", [0.5, 3.0])
+def test_a_formula_profile_is_won_by_the_formula_against_every_null(tau):
+    row = compare_fits(formula_profile(LAMBDAS, ETA, tau / ETA), LAMBDAS, ETA, (1e-4, 1e4))
+    assert row["formula_correlation"] > 1 - 1e-9
+    assert row["formula_tau"] == pytest.approx(tau, rel=1e-4)
+    assert row["formula_log_rmse"] < 1e-6
+    for family in FAMILIES:
+        assert row["formula_correlation"] - row[f"{family.key}_correlation"] > 0.01
+        assert row[f"{family.key}_log_rmse"] > 0.05
+    assert row["delta_r"] > 0.01 and row["delta_log_rmse"] > 0.05
+
+
+@pytest.mark.parametrize(
+    "key, value", [("lambda_power", 2.0), ("index_exp", 4.0), ("index_power", 0.5)]
+)
+def test_a_null_profile_is_won_by_its_own_family(key, value):
+    family = next(f for f in FAMILIES if f.key == key)
+    row = compare_fits(family.curve(LAMBDAS, value), LAMBDAS, ETA, (1e-4, 1e4))
+    assert row["best_null"] == key
+    assert row[f"{key}_parameter"] == pytest.approx(value, rel=1e-3)
+    assert row["best_null_correlation"] > 1 - 1e-9
+    assert row["delta_r"] < 0 and row["delta_log_rmse"] < 0
+
+
+def test_log_rmse_sees_scale_free_shape_differences_only():
+    profile = LAMBDAS**0.7
+    assert log_rmse(profile, 5 * profile) == pytest.approx(0, abs=1e-12)
+    # a 2x error on half the components: log 2 / 2 RMS after the best scale
+    doubled = profile * np.where(INDEX % 2 == 0, 2.0, 1.0)
+    assert log_rmse(profile, doubled) == pytest.approx(np.log(2) / 2 * np.sqrt(1 - 1 / 27**2))
+    assert np.isnan(log_rmse(profile, -profile))
+
+
+def test_paper_range_is_the_authors_search_in_tau_units():
+    """The authors' formula, written in their units, equals ours at tau = eta' P t / 2."""
+    assert paper_tau_range(900) == pytest.approx((0.45, 224.98875))
+    n, positions, steps = 100, 900, np.array([10_000, 400_000, 4_999_750])
+    singular_squared = n * positions * LAMBDAS**2  # their lambda^2: patch-matrix singular values
+    rate = 1e-7 * singular_squared / (2 * n)
+    theirs = (1 - (1 - rate[None]) ** steps[:, None]) / rate[None] * np.sqrt(singular_squared)
+    low, high = paper_tau_range(positions)
+    taus = steps * 1e-7 * positions / 2
+    assert taus[0] == pytest.approx(low) and taus[-1] == pytest.approx(high)
+    ours = formula_profile(LAMBDAS, ETA, taus / ETA)
+    ratio = theirs / ours
+    assert np.allclose(ratio / ratio[:, :1], 1, rtol=1e-3)
+
+
+def test_one_value_gets_no_spread_and_no_verdict():
+    mean, low, high, n = interval([0.9])
+    assert (mean, n) == (0.9, 1) and np.isnan(low) and np.isnan(high)
+    assert with_interval(mean, low, high, n) == "0.900"
+    assert verdict(low, high, n) == "one value: no verdict"
+    mean, low, high, n = interval([0.1, 0.2, 0.3, 0.4])
+    assert low < mean < high and n == 4
+    assert with_interval(mean, low, high, n) == f"0.250 [{low:.3f}, {high:.3f}]"
+    assert verdict(0.01, 0.2, 4) == "formula better"
+    assert verdict(-0.2, 0.1, 4) == "indistinguishable"
+    assert verdict(-0.2, -0.1, 4) == "null better"
+
+
+def test_table_row_from_one_pair_prints_no_spread():
+    rows = [compare_fits(formula_profile(LAMBDAS, ETA, 1 / ETA), LAMBDAS, ETA, (1e-4, 1e4))]
+    row = summarise(pd.DataFrame(rows), network="vgg11")
+    assert row["n"] == 1 and np.isnan(row["formula_low"]) and np.isnan(row["delta_r_high"])
+    assert row["verdict_r"] == "one value: no verdict"
+    held = pd.DataFrame(
+        [
+            {
+                "kind": "scaled component",
+                "manipulation": "scale5x4",
+                "labels": "true",
+                "learned_ratio": 2.0,
+                "formula_ratio": 3.0,
+                "null_ratio": 1.0,
+                "formula_corr_scaled": 0.9,
+                "null_corr_scaled": 0.8,
+                "corr_vs_unscaled": 0.95,
+            }
+        ]
+    )
+    text = heldout_markdown(heldout_summary(held))
+    assert "| scale5x4 | true | 1 | 2.000 | 3.000 | 1.000 | 0.900 |" in text
+    assert "[" not in text and "±" not in text
+
+
+def rescale(average, vector, factor):
+    """Average patches of tiles whose coefficient along `vector` is scaled by `factor`."""
+    return average + (factor - 1) * np.outer(average @ vector, vector)
+
+
+@pytest.mark.parametrize("component, factor", [(3, 4.0), (3, 0.25)])
+def test_heldout_prediction_matches_a_synthetic_linear_cnn(component, factor):
+    """Independent patches (the theorem's assumption): tau fitted on the unscaled linear CNN
+    predicts, with no refit, how its profile changes when one component is scaled. The linear
+    CNN's gradient descent is taken in closed form (`exact_change`, which test_linear_cnn pins
+    to autograd training), averaged over random-label draws."""
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(rng.standard_normal((27, 27)))
+    images = tiled_images(1000, (basis * LAMBDAS**2) @ basis.T, 3, 3, 8, 1)
+    average = average_patches(images, 3, stride=3)
+    filters, steps = 8, 200
+    eta = stable_eta(Moments.of(rescale(average, basis[:, component - 1], 4.0)), filters)
+    labels = random_sign_labels(256, len(average), 2)
+
+    def mean_profile(data):
+        # every draw at once: b is (d, draws), so is the change
+        changes = exact_change(Moments.of(data, labels.T), eta, steps, filters).T
+        return np.sqrt(np.mean((changes @ basis) ** 2, axis=0))
+
+    reference = mean_profile(average)
+    scaled = mean_profile(rescale(average, basis[:, component - 1], factor))
+    prediction = predict_rescaled(reference, LAMBDAS, component, factor, ETA)
+    row = scored(prediction, scaled, reference)
+    measured = energy_ratio(scaled, reference, component)
+    assert row["learned_ratio"] == pytest.approx(measured)
+    assert abs(np.log(measured)) > np.log(1.5)  # a real change to predict
+    assert row["formula_ratio"] == pytest.approx(measured, rel=0.15)
+    assert row["formula_corr_scaled"] > 0.98
+    # the best null cannot follow: its predicted change misses by more than the formula's
+    error = abs(np.log(row["formula_ratio"] / measured))
+    assert abs(np.log(row["null_ratio"] / measured)) > error
+
+
+def synthetic_profiles(lambdas, runs, steps=(0, 40, 400)):
+    """A profiles table like `training_profiles` writes: each run's learned profile follows the
+    formula (its lambdas and tau) times a little noise; its init is flat noise."""
+    from firstlayer.training.analysis import SPEC_COLUMNS
+
+    frames = []
+    for number, (spec, tau, run_lambdas) in enumerate(runs):
+        rng = np.random.default_rng(number)
+        for step in steps:
+            learned = formula_profile(run_lambdas, ETA, tau * step / steps[-1] / ETA + 1)
+            learned = learned * np.exp(rng.normal(0, 0.03, len(lambdas)))
+            raw = np.abs(rng.normal(1, 0.2, len(lambdas)))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "run": f"run{number}",
+                        **{column: spec[column] for column in SPEC_COLUMNS},
+                        "step": step,
+                        "epoch": step / 40,
+                        "component": np.arange(1, len(lambdas) + 1),
+                        "energy": learned,
+                        "energy_normalised": learned / learned.max(),
+                        "energy_raw": raw,
+                        "energy_raw_normalised": raw / raw.max(),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def spec(**changes):
+    from dataclasses import asdict
+
+    from firstlayer.common.grid import RunSpec
+
+    return asdict(RunSpec(**{"dataset": "toy", **changes}))
+
+
+def test_table3_and_heldout_tables_on_synthetic_runs():
+    from types import SimpleNamespace
+
+    from firstlayer.theory.fits import fit_profiles, table3
+    from firstlayer.theory.manipulations import manipulation_table
+
+    stats = {"toy": SimpleNamespace(lambdas=LAMBDAS)}
+    scaled = LAMBDAS.copy()
+    scaled[4] *= 4
+    runs = [(spec(seed=s), 2.0, LAMBDAS) for s in range(3)]
+    runs += [(spec(seed=s, inputs="scale5x4"), 2.0, scaled) for s in range(3)]
+    profiles = synthetic_profiles(LAMBDAS, runs)
+    fits = fit_profiles(profiles, stats, paper_ranges={"toy": paper_tau_range(900)})
+    assert (fits["kind"] == "random init").sum() == 6  # distinct inits, one row each
+    table = table3(fits).set_index(["network", "inputs"])
+    learned = table.loc[("vgg11", "none")]
+    assert learned["n"] == 3 and learned["formula_mean"] > 0.99
+    assert learned["formula_low"] <= learned["formula_mean"] <= learned["formula_high"]
+    assert learned["verdict_r"] == "formula better"
+    init = table.loc[("random init", "-")]
+    assert init["n"] == 6 and init["formula_mean"] < 0.6
+    rows = manipulation_table(profiles, stats)
+    rows = rows[rows["kind"] == "scaled component"]
+    assert len(rows) == 3 and set(rows["reference_run"]) == {"run0", "run1", "run2"}
+    assert np.allclose(rows["formula_ratio"], rows["learned_ratio"], rtol=0.15)
+    assert (rows["null_ratio"] - rows["learned_ratio"]).abs().min() > 0.5
+    summary = heldout_summary(rows).iloc[0]
+    assert summary["n"] == 3 and summary["verdict_ratio"] == "formula better"
