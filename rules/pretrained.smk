@@ -37,6 +37,30 @@ rule pretrained_profiles:
         "../scripts/pretrained_profiles.py"
 
 
+rule pretrained_fits:
+    """Table 3's pretrained rows: the formula (free tau and the paper's range) and the null
+    families fitted to every first layer of a group, in the layer's own input space."""
+    input:
+        stats="results/patches/{dataset}/k{k}.h5",
+        dataset="resources/datasets/{dataset}.h5",
+        layers=group_layers,
+    output:
+        fits="results/tables/pretrained/{dataset}/k{k}_fits.csv",
+        table="results/tables/pretrained/{dataset}/k{k}_table3.csv",
+    log:
+        "logs/pretrained_fits/{dataset}_k{k}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+    params:
+        input_space=PRETRAINED["input_space"],
+        eta=THEORY["eta"],
+        tau_range=THEORY["tau_range"],
+    script:
+        "../scripts/pretrained_fits.py"
+
+
 rule plot_pretrained_profiles:
     input:
         profiles="results/tables/pretrained/{dataset}/k{k}_profiles.csv",
@@ -101,5 +125,6 @@ rule pretrained:
     input:
         PLAN.pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_profiles.csv"),
         PLAN.pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_correlations.csv"),
+        PLAN.pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_table3.csv"),
         rules.fig_pretrained_profiles.input,
         rules.fig_pretrained_heatmap.input,

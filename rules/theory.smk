@@ -96,8 +96,10 @@ rule formula_figure:
 
 
 rule formula_fits:
-    """Table 3 and Figs. 7, 14-16: the formula and the exact linear prediction fitted to every
-    run at every recorded step; the random-init baseline; fitted t against the SGD step."""
+    """Table 3 and Figs. 7, 14-16: the formula (free and in the paper's tau range), the null
+    families and the exact linear prediction fitted to every run at every recorded step; the
+    random-init baseline; fitted t against the SGD step; tau fitted on one dataset predicting
+    the profiles trained on another."""
     input:
         profiles="results/tables/training/profiles.csv",
         stats=PLAN.training_patch_stats(),
@@ -106,6 +108,8 @@ rule formula_fits:
         fits="results/tables/theory/fits.csv",
         table="results/tables/theory/table3.csv",
         curves="results/tables/theory/fit_curves.csv",
+        cross_dataset="results/tables/theory/cross_dataset.csv",
+        cross_dataset_summary="results/tables/theory/cross_dataset_summary.csv",
         pdf="results/figures/theory/fits.pdf",
         png=report(
             "results/figures/theory/fits.png",

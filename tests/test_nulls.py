@@ -228,3 +228,97 @@ def test_table3_and_heldout_tables_on_synthetic_runs():
     assert (rows["null_ratio"] - rows["learned_ratio"]).abs().min() > 0.5
     summary = heldout_summary(rows).iloc[0]
     assert summary["n"] == 3 and summary["verdict_ratio"] == "formula better"
+
+
+def layer_with_profile(name, target, eigenvectors, mean, std, filters=32, seed=0):
+    """A first layer (filters >= d) whose energy profile on `eigenvectors` is exactly `target`:
+    W = sqrt(K) Q diag(target) U^T with Q (K x d) orthonormal columns."""
+    from firstlayer.pretrained.layers import FirstLayer
+
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((filters, len(target))))
+    weight = np.sqrt(filters) * (q * target) @ eigenvectors.T
+    return FirstLayer(name, weight.reshape(filters, 3, 3, 3), mean, std, f"file:{name}.npy")
+
+
+def test_pretrained_fits_in_the_layers_own_input_space(tmp_path):
+    from conftest import smooth_images
+
+    from firstlayer.patches.stats import patch_statistics
+    from firstlayer.pretrained.layers import write_first_layer
+    from firstlayer.theory.fits import pretrained_fits
+
+    stats = patch_statistics(smooth_images(40, 16, 16, 3), 3, [0.5] * 3, [0.25] * 3)
+    mean, std = np.array([0.45, 0.5, 0.55]), np.array([0.2, 0.3, 0.25])
+    space = stats.in_input_space(mean, std)
+    lam = space.lambdas
+    layers = {
+        "formula": formula_profile(lam, ETA, 1.0 / ETA / lam[0] ** 2),
+        "power": lam**2.5,
+    }
+    paths = []
+    for name, target in layers.items():
+        paths.append(tmp_path / f"{name}.h5")
+        write_first_layer(
+            paths[-1], layer_with_profile(name, target, space.eigenvectors, mean, std)
+        )
+    rows, table = pretrained_fits(paths, stats, "model", None, 196, ETA, (1e-4, 1e4))
+    rows = rows.set_index("name")
+    assert rows.loc["formula", "formula_correlation"] > 1 - 1e-6
+    assert rows.loc["formula", "delta_r"] > 0
+    assert rows.loc["power", "best_null"] == "lambda_power"
+    assert rows.loc["power", "lambda_power_parameter"] == pytest.approx(2.5, rel=1e-3)
+    overall = table.set_index("network").loc["weight files"]
+    assert overall["n"] == 2 and overall["layers"] == "formula, power"
+
+
+def test_imagenet_stems_fitted_on_real_cifar_patches(shared_data, cifar_lossless, tmp_path):
+    """The real EfficientNet-Lite stems (ImageNet-trained, input (x - 127) / 128): the fit uses
+    the patch PCA in the stem's own input space, the same as computing the patches there."""
+    import json
+
+    from firstlayer.datasets.sources import channel_stats
+    from firstlayer.patches.profiles import energy_profile
+    from firstlayer.patches.stats import patch_statistics
+    from firstlayer.pretrained.layers import FirstLayer, load_weight_file, write_first_layer
+    from firstlayer.theory.fits import pretrained_fits
+    from firstlayer.theory.formula import fit_formula
+
+    images = cifar_lossless[0][:1000]
+    stats = patch_statistics(images, 3, *channel_stats(images))
+    mean, std = np.full(3, 127 / 255), np.full(3, 128 / 255)
+    direct = patch_statistics(images, 3, mean, std)  # patches computed in the stem's input space
+    folder = shared_data / "pretrained"
+    paths, expected = [], {}
+    for name in json.loads((folder / "metadata.json").read_text()):
+        weight = load_weight_file(folder / f"{name}.npy")
+        paths.append(tmp_path / f"{name}.h5")
+        write_first_layer(paths[-1], FirstLayer(name, weight, mean, std, f"file:{name}.npy"))
+        profile = energy_profile(weight, direct.eigenvectors)
+        expected[name] = fit_formula(profile, direct.lambdas, ETA).correlation
+    rows, table = pretrained_fits(paths, stats, "model", None, 900, ETA, (1e-4, 1e4))
+    rows = rows.set_index("name")
+    for name, correlation in expected.items():
+        assert rows.loc[name, "formula_correlation"] == pytest.approx(correlation, abs=1e-6)
+    assert table.set_index("network").loc["all first layers", "n"] == 2
+
+
+def test_tau_fitted_on_one_dataset_predicts_another_from_its_own_lambdas():
+    from types import SimpleNamespace
+
+    from firstlayer.theory.fits import cross_dataset, cross_dataset_summary, fit_profiles
+
+    other = 3 * np.exp(-INDEX / 6) + 0.1  # another spectrum
+    stats = {"toy": SimpleNamespace(lambdas=LAMBDAS), "toy2": SimpleNamespace(lambdas=other)}
+    runs = [(spec(seed=s), 1.5, LAMBDAS) for s in range(2)]
+    runs += [(spec(dataset="toy2", seed=s), 1.5, other) for s in range(3)]
+    profiles = synthetic_profiles(LAMBDAS, runs)
+    rows = cross_dataset(profiles, fit_profiles(profiles, stats), stats)
+    onto = rows[rows["target"] == "toy2"]
+    assert len(onto) == 3 and (onto["source_runs"] == 2).all()
+    assert np.allclose(onto["source_tau"], 1.5, rtol=0.1)
+    assert (onto["predicted_correlation"] > 0.99).all()
+    assert (onto["predicted_correlation"] <= onto["in_sample_correlation"] + 1e-9).all()
+    summary = cross_dataset_summary(rows).set_index("target")
+    assert summary.loc["toy2", "n"] == 3 and summary.loc["toy", "n"] == 2
+    # the formula sees the new lambdas; no null family fitted on toy does as well on toy2
+    assert summary.loc["toy2", "verdict"] == "formula better"

@@ -2,7 +2,8 @@
 between `results:paper:begin` and `results:paper:end` of docs/results.md (written by
 `firstlayer.report.publish`). Every number
 on our side is read from a table the workflow wrote (copied under docs/results/{set}/); a
-missing table leaves its row saying which target produces it.
+missing table leaves its row saying which target produces it. Means carry a 95% bootstrap
+interval over distinct runs (or pairs) when there are at least two, and n always.
 """
 
 from __future__ import annotations
@@ -11,14 +12,25 @@ from pathlib import Path
 
 import pandas as pd
 
+from firstlayer.theory.nulls import FAMILY_LABELS, with_interval
+
 
 def _read(root: Path, name: str) -> pd.DataFrame | None:
     path = root / name
     return pd.read_csv(path) if path.is_file() else None
 
 
-def _pm(mean, std) -> str:
-    return f"{mean:.3f} ± {std:.3f}"
+def _pm(mean, std, n=2) -> str:
+    """mean ± std, or the mean alone when it comes from a single value."""
+    return f"{mean:.3f}" if n < 2 else f"{mean:.3f} ± {std:.3f}"
+
+
+def _ci(row, stem: str) -> str:
+    """'mean [low, high] (n=…)' from a table row's {stem}_mean/_low/_high and n."""
+    n = int(row["n"])
+    return (
+        f"{with_interval(row[f'{stem}_mean'], row[f'{stem}_low'], row[f'{stem}_high'], n)} (n={n})"
+    )
 
 
 def scale(root: Path, result_set: str) -> str:
@@ -42,30 +54,101 @@ def consistency(root, result_set, comparison):
     if table is None:
         return None
     row = table[(table["comparison"] == comparison) & (table["dataset"] == "cifar10")]
-    return (
-        None
-        if row.empty
-        else f"{_pm(row['mean'].iloc[0], row['std'].iloc[0])} (n={row['n'].iloc[0]})"
-    )
+    if row.empty:
+        return None
+    row = row.iloc[0]
+    return f"{_pm(row['mean'], row['std'], int(row['n']))} (n={row['n']})"
 
 
-def fit(root, result_set, network, labels="true", column="formula"):
+def _table3_row(root, result_set, network, labels="true", inputs="none"):
     table = _read(root, f"{result_set}/table3.csv")
     if table is None:
         return None
-    row = table[
+    rows = table[
         (table["network"] == network)
         & (table["labels"] == labels)
         & (table["dataset"] == "cifar10")
     ]
+    if "inputs" in rows and network != "random init":
+        rows = rows[rows["inputs"] == inputs]
+    return None if rows.empty else rows.iloc[0]
+
+
+def fit(root, result_set, network, labels="true", column="formula"):
+    row = _table3_row(root, result_set, network, labels)
+    if row is None or f"{column}_mean" not in row:
+        return None
+    if f"{column}_low" not in row:  # a table written before intervals: mean ± std
+        return f"{_pm(row[f'{column}_mean'], row[f'{column}_std'], int(row['n']))} (n={row['n']})"
+    return _ci(row, column)
+
+
+def against_nulls(row) -> str:
+    """The best null family, delta r with its interval and the verdict of one Table 3 row."""
+    family = FAMILY_LABELS.get(row["best_null"], row["best_null"])
     return (
-        None
-        if row.empty
-        else (
-            f"{_pm(row[column + '_mean'].iloc[0], row[column + '_std'].iloc[0])}"
-            f" (n={row['n'].iloc[0]})"
-        )
+        f"best null {family}: {_ci(row, 'best_null')}; Δr = {_ci(row, 'delta_r')}: "
+        f"{row['verdict_r']} (log-RMSE: {row['verdict_log_rmse']})"
     )
+
+
+def nulls(root, result_set, network, labels="true"):
+    row = _table3_row(root, result_set, network, labels)
+    return None if row is None or "best_null" not in row else against_nulls(row)
+
+
+def pretrained(root, result_set, group="all first layers"):
+    table = _read(root, f"{result_set}/table3.csv")
+    if table is None:
+        return None
+    rows = table[table["network"] == group]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    return (
+        f"{_ci(row, 'formula')}; paper's τ range {_ci(row, 'paper')}; {against_nulls(row)} "
+        f"({row['layers']})"
+    )
+
+
+def heldout(root, result_set):
+    table = _read(root, f"{result_set}/heldout_rescaling.csv")
+    if table is None or table.empty:
+        return None
+    parts = []
+    for row in table.to_dict("records"):
+        n = int(row["n"])
+
+        def value(stem, row=row, n=n):
+            return with_interval(row[f"{stem}_mean"], row[f"{stem}_low"], row[f"{stem}_high"], n)
+
+        parts.append(
+            f"{row['manipulation']} ({row['labels']} labels, n={n}): measured e_N ratio "
+            f"{value('learned_ratio')}, formula {value('formula_ratio')}, best null "
+            f"{value('null_ratio')} → {row['verdict_ratio']}; r(prediction, run) formula "
+            f"{value('formula_corr_scaled')} vs null {value('null_corr_scaled')} → "
+            f"{row['verdict_profile']}"
+        )
+    return "; ".join(parts)
+
+
+def across_datasets(root, result_set):
+    table = _read(root, f"{result_set}/cross_dataset_summary.csv")
+    if table is None or table.empty:
+        return None
+    parts = []
+    for row in table.to_dict("records"):
+        n = int(row["n"])
+        values = {
+            stem: with_interval(row[f"{stem}_mean"], row[f"{stem}_low"], row[f"{stem}_high"], n)
+            for stem in ("predicted", "in_sample", "null_predicted")
+        }
+        parts.append(
+            f"{row['source']} → {row['target']} (n={n}): predicted {values['predicted']}, "
+            f"in-sample {values['in_sample']}, best null predicted {values['null_predicted']} "
+            f"→ {row['verdict']}"
+        )
+    return "; ".join(parts)
 
 
 def autocorrelation(root, result_set, prefix, distance=10):
@@ -92,12 +175,16 @@ def manipulation(root, result_set, startswith):
     if table is None:
         return None
     rows = table[table["comparison"].str.startswith(startswith)]
-    return (
-        None
-        if rows.empty
-        else "; ".join(
-            f"{r.comparison.split(' vs ')[0]}: {_pm(r.mean, r.std)}" for r in rows.itertuples()
+    if rows.empty:
+        return None
+    if "low" not in rows:  # tables written before intervals: mean ± std
+        return "; ".join(
+            f"{r.comparison.split(' vs ')[0]}: {_pm(r.mean, r.std, r.n)} (n={r.n})"
+            for r in rows.itertuples()
         )
+    return "; ".join(
+        f"{r.comparison.split(' vs ')[0]}: {with_interval(r.mean, r.low, r.high, r.n)} (n={r.n})"
+        for r in rows.itertuples()
     )
 
 
@@ -156,6 +243,22 @@ ROWS = [
         "fig_fits",
     ),
     (
+        "formula fit, trained VGG11, the paper's τ range",
+        "0.94 ± 0.01",
+        PAPER_SCALE,
+        "default",
+        lambda r, s: fit(r, s, "vgg11", column="paper"),
+        "fig_fits",
+    ),
+    (
+        "trained VGG11: formula vs one-parameter null families",
+        "— (no null model)",
+        "—",
+        "default",
+        lambda r, s: nulls(r, s, "vgg11"),
+        "fig_fits",
+    ),
+    (
         "formula fit, random init",
         "0.1 ± 0.15",
         "VGG11 init",
@@ -164,12 +267,37 @@ ROWS = [
         "fig_fits",
     ),
     (
-        "formula fit, ImageNet models",
+        "random init: formula vs null families",
+        "—",
+        "—",
+        "default",
+        lambda r, s: nulls(r, s, "random init", "-"),
+        "fig_fits",
+    ),
+    (
+        "formula fit, ImageNet-trained first layers",
         "0.90",
-        "torchvision ImageNet weights",
+        "torchvision ImageNet models",
         "pretrained",
-        lambda r, s: None,
-        "pretrained (downloads the weights)",
+        lambda r, s: pretrained(r, s),
+        "pretrained",
+        "ImageNet-trained 3x3 stems named in the cell, on 10,000 CIFAR-10 images (JPEG copy)",
+    ),
+    (
+        "held-out: component 5 rescaled, τ from the same seed's unscaled run",
+        "profiles move as the formula with λ_t → αλ_t predicts (Fig. 8b, 18)",
+        PAPER_SCALE,
+        "default",
+        lambda r, s: heldout(r, s),
+        "fig_manipulations",
+    ),
+    (
+        "held-out: τ fitted on one dataset predicts another from its own λ",
+        "—",
+        "—",
+        "extended",
+        lambda r, s: across_datasets(r, s),
+        "fig_fits",
     ),
     (
         "autocorrelation at 10 px, RGB",
@@ -240,7 +368,9 @@ def paper_block(root) -> str:
         "<!-- results:paper:begin -->",
         "",
         "Generated by `snakemake publish` (or `python -m firstlayer.report.publish`) from the "
-        "committed tables in docs/results; correlations are mean ± std over pairs or runs.",
+        "committed tables in docs/results; n counts distinct runs (or pairs of them); a mean "
+        "from two or more carries its 95% bootstrap interval [low, high] (Table 1 rows: ± std), "
+        "a single value none.",
         "",
         "| quantity | paper | paper's scale | this project | our scale (result set) |",
         "|---|---|---|---|---|",

@@ -10,18 +10,23 @@ baseline.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from firstlayer.patches.profiles import similarity
 from firstlayer.theory.formula import best_tau, fit_formula, formula_profile
 from firstlayer.theory.linear_cnn import ExactProfile, Moments
 from firstlayer.theory.nulls import (
+    FAMILIES,
     FAMILY_LABELS,
     compare_fits,
     interval,
     null_curve,
     paper_tau_range,
     summarise,
+    verdict,
 )
 from firstlayer.training.analysis import SPEC_COLUMNS
 
@@ -192,10 +197,9 @@ def fit_curves(
 
 
 def fit_study(profiles: pd.DataFrame, stats_paths, feature_paths, eta: float, tau_range):
-    """Rule `formula_fits`: (fits, Table 3, figure curves) from the training profiles, each
-    dataset's patch statistics and per-image features (file paths, in dataset folders)."""
-    from pathlib import Path
-
+    """Rule `formula_fits`: {output name: table} (fits, Table 3, figure curves, cross-dataset
+    predictions and their summary) from the training profiles, each dataset's patch statistics
+    and per-image features (file paths, in dataset folders)."""
     from firstlayer.patches.features import read_image_features
     from firstlayer.patches.stats import read_patch_stats
 
@@ -208,4 +212,164 @@ def fit_study(profiles: pd.DataFrame, stats_paths, feature_paths, eta: float, ta
     fits = fit_profiles(profiles, stats, exact, eta, tuple(tau_range), ranges)
     table = table3(fits)
     print(table.to_string(index=False))
-    return fits, table, fit_curves(profiles, fits, stats, exact, eta)
+    across = cross_dataset(profiles, fits, stats)
+    return {
+        "fits": fits,
+        "table": table,
+        "curves": fit_curves(profiles, fits, stats, exact, eta),
+        "cross_dataset": across,
+        "cross_dataset_summary": cross_dataset_summary(across),
+    }
+
+
+PRETRAINED_GROUPS = {"torchvision": "ImageNet-trained (torchvision)", "file": "weight files"}
+
+
+def pretrained_fits(
+    layer_paths, stats, input_space: str, dataset_norm, patches_per_image: int, eta, tau_range
+):
+    """The formula (free tau and the paper's range) and the null families fitted to the raw
+    profile of every first layer in `layer_paths` whose kernel matches `stats` (the init of a
+    downloaded model is unknown), each on the patch PCA re-expressed in the layer's own input
+    space. Returns (one row per layer, Table 3 rows: one per layer source group and one over
+    all layers, with n = distinct layers)."""
+    from firstlayer.pretrained.layers import layer_profile, read_first_layer
+
+    ranges = paper_tau_range(patches_per_image)
+    rows = []
+    for path in layer_paths:
+        layer = read_first_layer(path)
+        if layer.k != stats.k:
+            continue
+        if layer.input_mean.size == 0:  # a user file without its own normalisation
+            layer.input_mean, layer.input_std = map(np.asarray, dataset_norm)
+        space = (
+            stats.in_input_space(layer.input_mean, layer.input_std)
+            if input_space == "model"
+            else stats.in_input_space(np.zeros(stats.channels), np.ones(stats.channels))
+        )
+        profile = layer_profile(layer, stats, input_space)
+        rows.append(
+            {
+                "name": layer.name,
+                # a user file by its name only: tables leave the machine's paths behind
+                "source": _source_name(layer.source),
+                "group": PRETRAINED_GROUPS[layer.source.split(":", 1)[0]],
+                "k": stats.k,
+                "input_space": input_space,
+                **compare_fits(profile, space.lambdas, eta, tuple(tau_range), ranges),
+            }
+        )
+    layers = pd.DataFrame(rows)
+    summary = []
+    if len(layers):
+        for group, frame in layers.groupby("group", sort=True):
+            summary.append(summarise(frame, network=group, k=stats.k, layers=_names(frame)))
+        summary.append(
+            summarise(layers, network="all first layers", k=stats.k, layers=_names(layers))
+        )
+    return layers, pd.DataFrame(summary)
+
+
+def _source_name(source: str) -> str:
+    kind, _, where = source.partition(":")
+    return f"{kind}:{Path(where).name}" if kind == "file" else source
+
+
+def _names(frame) -> str:
+    return ", ".join(sorted(frame["name"]))
+
+
+def pretrained_fit_study(stats_path, dataset_path, layer_paths, input_space, eta, tau_range):
+    """Rule `pretrained_fits`: `pretrained_fits` from file paths (patch statistics, the dataset
+    for its normalisation and image size, first-layer files)."""
+    from firstlayer.datasets.sources import DatasetFile
+    from firstlayer.patches.stats import read_patch_stats
+
+    stats = read_patch_stats(stats_path)
+    with DatasetFile(dataset_path) as data:
+        norm = (data.mean, data.std)
+        height, width = data.images("train").shape[1:3]
+    positions = (height - stats.k + 1) * (width - stats.k + 1)
+    layers, table = pretrained_fits(
+        layer_paths, stats, input_space, norm, positions, eta, tau_range
+    )
+    print(table.to_string(index=False))
+    return layers, table
+
+
+MATCH = ["arch", "first_width", "width", "labels", "inputs", "epochs"]
+
+
+def cross_dataset(profiles: pd.DataFrame, fits: pd.DataFrame, stats: dict) -> pd.DataFrame:
+    """Held-out prediction across datasets, no refit: for every final learned profile of a run
+    on dataset B and every other dataset A with runs of the same recipe (network, widths,
+    labels, inputs, epochs), the formula at A's median fitted tau evaluated with B's own lambda,
+    and A's most frequent best null family at its median parameter evaluated on B. One row per
+    (A, run on B), beside the run's in-sample formula and best-null correlations."""
+    final = fits[(fits["kind"] == "learned") & fits["final"] & ~fits["frozen"]]
+    final = final[final["inputs"] == "none"]
+    rows = []
+    for _, run in final.iterrows():
+        measured = (
+            profiles[(profiles["run"] == run["run"]) & (profiles["step"] == run["step"])]
+            .sort_values("component")["energy"]
+            .to_numpy()
+        )
+        lambdas = np.asarray(stats[run["dataset"]].lambdas, np.float64)
+        same = (final[MATCH] == run[MATCH]).all(axis=1)
+        for source, donors in final[same & (final["dataset"] != run["dataset"])].groupby("dataset"):
+            tau = float(donors["formula_tau"].median())
+            family = donors["best_null"].mode().iloc[0]
+            parameter = float(donors[f"{family}_parameter"].median())
+            curve = next(f for f in FAMILIES if f.key == family).curve(lambdas, parameter)
+            rows.append(
+                {
+                    "source": source,
+                    "source_runs": len(donors),
+                    "target": run["dataset"],
+                    "run": run["run"],
+                    **{column: run[column] for column in MATCH},
+                    "seed": run["seed"],
+                    "source_tau": tau,
+                    "predicted_correlation": similarity(
+                        measured, formula_profile(lambdas, run["eta"], tau / run["eta"])
+                    ),
+                    "in_sample_correlation": run["formula_correlation"],
+                    "in_sample_tau": run["formula_tau"],
+                    "null_family": family,
+                    "null_predicted_correlation": similarity(measured, curve),
+                    "null_in_sample_correlation": run["best_null_correlation"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def cross_dataset_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (source, target, network, labels): n distinct target runs, mean correlations with
+    95% bootstrap intervals, and the verdict on predicted r, formula minus null."""
+    out = []
+    if not len(rows):
+        return pd.DataFrame(out)
+    for (source, target, arch, labels), frame in rows.groupby(
+        ["source", "target", "arch", "labels"], sort=True
+    ):
+        row = {"source": source, "target": target, "network": arch, "labels": labels}
+        row["n"] = len(frame)
+        for column in (
+            "predicted_correlation",
+            "in_sample_correlation",
+            "null_predicted_correlation",
+            "null_in_sample_correlation",
+        ):
+            stem = column.replace("_correlation", "")
+            row[f"{stem}_mean"], row[f"{stem}_low"], row[f"{stem}_high"], _ = interval(
+                frame[column]
+            )
+        mean, low, high, n = interval(
+            frame["predicted_correlation"] - frame["null_predicted_correlation"]
+        )
+        row["advantage_mean"], row["advantage_low"], row["advantage_high"] = mean, low, high
+        row["verdict"] = verdict(low, high, n)
+        out.append(row)
+    return pd.DataFrame(out)
