@@ -25,6 +25,7 @@ wildcard_constraints:
 ENV = "../envs/firstlayer.yaml"
 PLAN = Plan(config)
 PUBLISHED = PLAN.published()
+PUBLISHED_PRETRAINED = PLAN.published_pretrained()
 GRID = PLAN.grid
 PATCHES = config["patches"]
 PRETRAINED = config["pretrained"]

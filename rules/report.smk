@@ -20,3 +20,24 @@ rule publish:
         files=PUBLISHED,
     script:
         "../scripts/publish.py"
+
+
+rule publish_pretrained:
+    """Copy the pretrained study's fits, profiles and figure (after `snakemake pretrained`)
+    into docs/results/pretrained/ with a manifest, and regenerate the docs' generated blocks."""
+    input:
+        list(PUBLISHED_PRETRAINED),
+    output:
+        manifest="docs/results/pretrained/published.json",
+        files=[f"docs/results/pretrained/{name}" for name in PUBLISHED_PRETRAINED.values()],
+    log:
+        "logs/publish_pretrained.log",
+    localrule: True
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+    params:
+        files=PUBLISHED_PRETRAINED,
+    script:
+        "../scripts/publish.py"

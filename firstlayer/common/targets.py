@@ -236,8 +236,21 @@ class Plan:
                 files[f"results/figures/theory/{name}.png"] = f"{name}.png"
             if self.filter_runs():
                 files[f"results/figures/theory/filters/{self.filter_runs()[0]}.png"] = "filters.png"
+            for name in ("cross_dataset", "cross_dataset_summary"):
+                files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"
         if self.manipulated_runs():
-            for name in ("manipulations", "manipulations_summary"):
+            for name in ("manipulations", "manipulations_summary", "heldout_rescaling"):
                 files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"
             files["results/figures/theory/manipulations.png"] = "manipulations.png"
+        return files
+
+    def published_pretrained(self) -> dict[str, str]:
+        """{result file: its name under docs/results/pretrained/} for the pretrained study
+        (`snakemake pretrained`, then `snakemake publish_pretrained`)."""
+        dataset = self.config["pretrained"]["dataset"]
+        files = {}
+        for k in sorted(self.pretrained_groups()):
+            for name in ("table3.csv", "fits.csv", "profiles.csv"):
+                files[f"results/tables/pretrained/{dataset}/k{k}_{name}"] = f"k{k}_{name}"
+            files[f"results/figures/pretrained/{dataset}/k{k}_profiles.png"] = f"k{k}_profiles.png"
         return files

@@ -98,7 +98,7 @@ def nulls(root, result_set, network, labels="true"):
 
 
 def pretrained(root, result_set, group="all first layers"):
-    table = _read(root, f"{result_set}/table3.csv")
+    table = _read(root, f"{result_set}/k3_table3.csv")
     if table is None:
         return None
     rows = table[table["network"] == group]
