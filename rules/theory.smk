@@ -248,6 +248,7 @@ rule manipulations:
         mem_mb=2000,
     params:
         eta=THEORY["eta"],
+        tau_range=THEORY["tau_range"],
     script:
         "../scripts/manipulations.py"
 

@@ -10,9 +10,9 @@ from firstlayer.theory.manipulations import manipulation_study
 with job(snakemake.log[0]):
     inputs, out = snakemake.input, snakemake.output
     profiles = pd.read_csv(inputs.profiles)
-    table, overview, heldout, curves = manipulation_study(
-        profiles, inputs.stats, snakemake.params.eta
-    )
+    params = snakemake.params
+    tables = manipulation_study(profiles, inputs.stats, params.eta, params.tau_range)
+    table, overview, heldout, curves = tables
     table.to_csv(out.runs, index=False)
     overview.to_csv(out.summary, index=False)
     heldout.to_csv(out.heldout, index=False)

@@ -32,6 +32,7 @@ training: {epochs: 2, n_train: 48, n_test: 9, batch_size: 16}
 experiments:
   labels: {datasets: [toy], first_widths: [8], widths: [0.0625], seeds: [0, 1], labels: [true, random]}
   frozen: {datasets: [toy], archs: [vgg11, vgg13], first_widths: [8], widths: [0.0625], frozen: [true, false]}
+  scaled: {datasets: [toy], first_widths: [8], widths: [0.0625], seeds: [0, 1], inputs: [scale2x4]}
 """
 
 
@@ -88,7 +89,7 @@ def test_whole_chain_builds_every_output(full_run):
 
 def test_training_grid_tables_and_figures(full_run):
     runs = sorted(p.name for p in (full_run / "results" / "runs").iterdir())
-    assert len(runs) == 7  # 4 (labels) + 4 (frozen) - 1 shared
+    assert len(runs) == 9  # 4 (labels) + 4 (frozen) - 1 shared + 2 (scaled)
     assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.h5" in runs
     assert "toy_vgg13_f8_w0.0625_true_s0_e2_n48_frozen.h5" in runs
     for figure in ("tables", "heatmap", "true_vs_random", "consistency", "frozen"):
@@ -100,11 +101,11 @@ def test_training_grid_tables_and_figures(full_run):
     assert rows.loc["across seeds", "n"] == 1 and rows.loc["true vs random labels", "n"] == 4
     assert rows.loc["trained vs init", "n"] == 3 and rows["mean"].between(-1, 1).all()
     profiles = pd.read_csv(full_run / "results" / "tables" / "training" / "profiles.csv")
-    assert profiles["run"].nunique() == 7 and set(profiles["component"]) == set(range(1, 28))
+    assert profiles["run"].nunique() == 9 and set(profiles["component"]) == set(range(1, 28))
     frozen = profiles[profiles["frozen"] & (profiles["step"] > 0)]
     assert len(frozen) and (frozen["energy"] == 0).all()
     metrics = pd.read_csv(full_run / "results" / "tables" / "training" / "metrics.csv")
-    assert len(metrics) == 7 * 2
+    assert len(metrics) == 9 * 2
     assert (
         "resuming" not in (full_run / "logs" / "train" / runs[0].replace(".h5", ".log")).read_text()
     )
@@ -119,10 +120,16 @@ def test_theory_tables_and_figures(full_run):
     filters = sorted(p.name for p in (results / "figures" / "theory" / "filters").glob("*.png"))
     assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.png" in filters and len(filters) == 3
     table = pd.read_csv(results / "tables" / "theory" / "table3.csv").set_index("network")
-    assert table.loc["random init", "n"] == 7  # every run's init is a baseline sample
+    assert table.loc["random init", "n"] == 9  # every run has its own init, a baseline sample
     assert table["formula_mean"].between(-1, 1).all() and table["exact_mean"].between(-1, 1).all()
+    assert table["best_null"].isin(["lambda_power", "index_exp", "index_power"]).all()
+    assert table["verdict_r"].isin(["formula better", "null better", "indistinguishable"]).all()
+    assert table["paper_mean"].between(-1, 1).all()
     fits = pd.read_csv(results / "tables" / "theory" / "fits.csv")
-    assert fits[fits["final"]]["run"].nunique() == 7 - 2  # frozen runs learn nothing to fit
+    assert fits[fits["final"]]["run"].nunique() == 9 - 2  # frozen runs learn nothing to fit
+    heldout = pd.read_csv(results / "tables" / "theory" / "heldout_rescaling.csv")
+    assert list(heldout["manipulation"]) == ["scale2x4"] and list(heldout["n"]) == [2]
+    assert heldout["formula_ratio_mean"].gt(1).all()  # the formula predicts a gain for A = 4
     summary = pd.read_csv(results / "tables" / "theory" / "toy" / "k3_linear_cnn.csv")
     assert list(summary["steps"]) == [10, 50] * 3
     # one-vs-rest labels are one fixed label vector per class: the exact prediction is exact
@@ -157,6 +164,11 @@ def test_pretrained_tables_hold_user_files_by_kernel_size(full_run):
     k3 = pd.read_csv(tables / "k3_profiles.csv")
     assert set(k3["name"]) == {"a3", "b3"} and len(k3) == 2 * 27
     assert set(pd.read_csv(tables / "k5_profiles.csv")["name"]) == {"c5"}
+    fitted = pd.read_csv(tables / "k3_table3.csv").set_index("network")
+    assert (
+        fitted.loc["all first layers", "n"] == 2
+        and fitted.loc["weight files", "layers"] == "a3, b3"
+    )
     corr = pd.read_csv(tables / "k3_correlations.csv").set_index(["a", "b"])["correlation"]
     assert corr["a3", "a3"] == pytest.approx(1.0)
     # a user file without a normalisation is profiled in the dataset's own input space, which is

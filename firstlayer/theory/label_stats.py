@@ -25,3 +25,16 @@ def label_correlations(energies, labels, class_names) -> pd.DataFrame:
         for component, value in enumerate(z.T @ zi / len(zi), start=1):
             rows.append({"class": name, "component": component, "correlation": value})
     return pd.DataFrame(rows)
+
+
+def label_study(features: dict, dataset: str) -> pd.DataFrame:
+    """Rule `label_stats`: the correlation table of one dataset's per-image features, with the
+    strongest class-energy correlation printed to the log."""
+    table = label_correlations(features["energies"], features["labels"], features["class_names"])
+    table.insert(0, "dataset", dataset)
+    strongest = table.loc[table["correlation"].abs().idxmax()]
+    print(
+        f"largest |correlation| {abs(strongest.correlation):.3f} ({strongest['class']}, "
+        f"component {strongest.component})"
+    )
+    return table

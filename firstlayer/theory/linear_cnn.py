@@ -31,6 +31,7 @@ import torch
 
 from firstlayer.errors import InputError
 from firstlayer.theory.formula import fit_formula, formula_profile
+from firstlayer.theory.nulls import FAMILY_LABELS, compare_fits, null_curve
 
 
 @dataclass
@@ -210,8 +211,9 @@ def seed_study(
 
     Returns (curves, summary): tidy tables of profiles for the figure and of correlations:
     seed-averaged profile (root mean square over runs) against the exact prediction, the
-    paper's formula at the known eta' = eta K / P and t, and the formula at its best-fitting t;
-    and the median of the same correlations for single runs.
+    paper's formula at the known eta' = eta K / P and t, the formula at its best-fitting t and
+    the best null family (`firstlayer.theory.nulls`); and the median of the same correlations
+    for single runs.
     """
     labels = np.asarray(labels, np.float64)
     moments = Moments.of(average)
@@ -239,6 +241,7 @@ def seed_study(
         formula = formula_profile(lambdas, eta * filters / patches_per_image, total)
         fit = fit_formula(mean, lambdas)
         best = formula_profile(lambdas, fit.eta, fit.t)
+        nulls = compare_fits(mean, lambdas, fit.eta, (1e-4, 1e4))
         corr = lambda a, b: float(np.corrcoef(a, b)[0, 1])  # noqa: E731
         summary.append(
             {
@@ -250,6 +253,10 @@ def seed_study(
                 "mean_vs_exact": corr(mean, exact),
                 "mean_vs_formula": corr(mean, formula),
                 "mean_vs_formula_best_fit": fit.correlation,
+                "best_null": nulls["best_null"],
+                "mean_vs_best_null": nulls["best_null_correlation"],
+                "formula_best_fit_log_rmse": nulls["formula_log_rmse"],
+                "best_null_log_rmse": nulls["best_null_log_rmse"],
                 "single_vs_exact_median": float(np.median([corr(p, exact) for p in profiles])),
                 "single_vs_formula_median": float(np.median([corr(p, formula) for p in profiles])),
             }
@@ -259,6 +266,13 @@ def seed_study(
             ("exact", exact, "prediction", f"exact linear (r = {corr(mean, exact):.3f})"),
             ("formula", formula, "prediction", f"formula, known t (r = {corr(mean, formula):.3f})"),
             ("formula_fit", best, "prediction", f"formula, best t (r = {fit.correlation:.3f})"),
+            (
+                "best_null",
+                null_curve(nulls, lambdas),
+                "prediction",
+                f"best null {FAMILY_LABELS[nulls['best_null']]} "
+                f"(r = {nulls['best_null_correlation']:.3f})",
+            ),
             ("mean", mean, "measured", f"mean of {len(labels)} runs"),
         ]
         series += [
@@ -279,3 +293,67 @@ def seed_study(
                 )
             )
     return pd.concat(curves, ignore_index=True), pd.DataFrame(summary)
+
+
+def linear_cnn_study(stats, features, settings: dict, dataset: str):
+    """Rule `linear_cnn`: the study design. Three seed studies with the settings of
+    `theory.linear_cnn`: synthetic data satisfying the theorem (independent patches from the
+    dataset's own patch covariance, tiled at stride k and seen by a stride-k network, random
+    labels), and the real images at stride 1 with random labels and with the true one-vs-rest
+    labels of every class. Returns (curves, summary)."""
+    from firstlayer.patches.features import average_patches
+
+    common = dict(
+        filters=settings["filters"],
+        steps=settings["steps"],
+        fraction=settings["step_fraction"],
+        init_std=settings["init_std"],
+        seed=settings["seed"],
+    )
+    runs, seed, tiles = settings["runs"], settings["seed"], settings["tiles"]
+    synthetic = tiled_images(
+        settings["synthetic_images"], stats.covariance, stats.channels, stats.k, tiles, seed
+    )
+    average = average_patches(synthetic, stats.k, stride=stats.k)
+    print(f"synthetic: {len(average)} images of {tiles}x{tiles} independent patches")
+    basis, lambdas = stats.eigenvectors, stats.lambdas
+    studies = [
+        seed_study(
+            average,
+            basis,
+            lambdas,
+            tiles * tiles,
+            random_sign_labels(runs, len(average), seed + 1),
+            True,
+            name="synthetic, random labels",
+            **common,
+        )
+    ]
+    average, labels = features["average_patches"], features["labels"]
+    classes = len(features["class_names"])
+    print(f"{dataset}: {len(average)} images")
+    per_class = max(1, runs // classes)
+    one_vs_rest = np.repeat(
+        [one_vs_rest_labels(labels, c) for c in range(classes)], per_class, axis=0
+    )
+    for name, draws, random in (
+        ("random", random_sign_labels(runs, len(average), seed + 2), True),
+        ("one-vs-rest", one_vs_rest, False),
+    ):
+        studies.append(
+            seed_study(
+                average,
+                basis,
+                lambdas,
+                features["patches_per_image"],
+                draws,
+                random,
+                name=f"{dataset}, {name} labels",
+                **common,
+            )
+        )
+    curves = pd.concat([c for c, _ in studies], ignore_index=True)
+    summary = pd.concat([s for _, s in studies], ignore_index=True)
+    summary.insert(0, "dataset", dataset)
+    print(summary.to_string(index=False))
+    return curves, summary

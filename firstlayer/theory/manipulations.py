@@ -325,7 +325,7 @@ def manipulation_curves(
     )
 
 
-def manipulation_study(profiles: pd.DataFrame, stats_paths, eta: float = 1e-7):
+def manipulation_study(profiles: pd.DataFrame, stats_paths, eta: float = 1e-7, tau_range=TAU_RANGE):
     """Rule `manipulations`: (per-run table, summary, held-out summary, figure curves) from the
     training profiles and each dataset's patch statistics (paths in dataset folders)."""
     from pathlib import Path
@@ -333,7 +333,7 @@ def manipulation_study(profiles: pd.DataFrame, stats_paths, eta: float = 1e-7):
     from firstlayer.patches.stats import read_patch_stats
 
     stats = {Path(path).parent.name: read_patch_stats(path) for path in stats_paths}
-    table = manipulation_table(profiles, stats, eta)
+    table = manipulation_table(profiles, stats, eta, tuple(tau_range))
     overview = summary(table, unmanipulated_true_vs_random(profiles))
     heldout = heldout_summary(table)
     print(overview.to_string(index=False))
