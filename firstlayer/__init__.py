@@ -8,7 +8,7 @@ One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
   common/     planning, torch-free: config (validation with one-line errors), facts (torchvision
               datasets, FIRST_LAYER_K, pretrained stems), settings (label/input names and the
               "learned, unmanipulated" predicate), grid (RunSpec, run names), targets (the Plan:
-              every target list)
+              every target list), provenance (digests of code and user files as rule params)
   datasets/   sources: build the dataset HDF5 from torchvision, ImageFolder trees, .npz, subsets
   patches/    stats (exact streaming patch covariance and PCA), profiles (energy profiles and
               their correlations), features (per-image average patches and energies)

@@ -4,10 +4,13 @@ import sys
 from pathlib import Path
 
 from firstlayer.common.config import ConfigError, validate_config
+from firstlayer.common.provenance import canonical, code_digest, file_sha256
 from firstlayer.common.targets import FIGURE_FORMATS, Plan, figures
 
 try:
-    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+    validate_config(
+        config, Path(workflow.basedir) / "config" / "schema.yaml", files=workflow.configfiles
+    )
 except ConfigError as error:
     # One line for the user, no traceback: a config mistake is not a crash.
     print(error, file=sys.stderr)
@@ -38,11 +41,6 @@ def parent_dataset(wildcards):
     return {}
 
 
-def first_layer_input(wildcards):
-    spec = PRETRAINED["weight_files"].get(wildcards.model)
-    return [spec["path"]] if spec else []
-
-
 def group_layers(wildcards):
     return PLAN.pretrained_layers(wildcards.k)
 
@@ -53,3 +51,22 @@ def run_dataset(wildcards):
 
 def training_minutes(wildcards):
     return PLAN.training_minutes(wildcards.run)
+
+
+def code(script):
+    """Digest of a rule's script and the firstlayer modules it imports (a param: editing that
+    code reruns the rule's jobs, and only those)."""
+    return code_digest(Path(workflow.basedir) / "scripts" / script)
+
+
+def dataset_spec(wildcards):
+    """A dataset's settings with the content checksum of its user file (npz, ImageFolder
+    folder or archive, torchvision archive): replacing the file in place rebuilds it."""
+    spec = canonical(config["datasets"][wildcards.dataset])
+    user_file = spec.get("path") or spec.get("archive")
+    return {**spec, "sha256": file_sha256(user_file)} if user_file else spec
+
+
+def weight_file_spec(wildcards):
+    spec = PRETRAINED["weight_files"].get(wildcards.model)
+    return {**canonical(spec), "sha256": file_sha256(spec["path"])} if spec else None

@@ -16,6 +16,7 @@ rule train:
         mem_mb=6000,
         runtime=training_minutes,
     params:
+        code=code("train.py"),
         spec=lambda wc: GRID[wc.run]["spec"].as_dict(),
         checkpoint=lambda wc: f"checkpoints/{wc.run}.pt",
     script:
@@ -36,6 +37,8 @@ rule training_profiles:
         ENV
     resources:
         mem_mb=2000,
+    params:
+        code=code("training_profiles.py"),
     script:
         "../scripts/training_profiles.py"
 
@@ -60,6 +63,8 @@ rule consistency_tables:
         ENV
     resources:
         mem_mb=2000,
+    params:
+        code=code("consistency_tables.py"),
     script:
         "../scripts/consistency_tables.py"
 
@@ -89,6 +94,7 @@ for figure in ["true_vs_random", "consistency", "frozen", "heatmap"]:
         resources:
             mem_mb=2000,
         params:
+            code=code("plot_training.py"),
             figure=figure,
         script:
             "../scripts/plot_training.py"

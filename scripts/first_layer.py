@@ -1,24 +1,16 @@
 """Rule `first_layer`: one model's first-layer weights, from torchvision or a user file."""
 
-import numpy as np
-
 from firstlayer.logs import job
 from firstlayer.pretrained.layers import (
-    FirstLayer,
-    load_weight_file,
     torchvision_first_layer,
+    user_first_layer,
     write_first_layer,
 )
 
 with job(snakemake.log[0]):
-    model = snakemake.wildcards.model
-    spec = snakemake.params.spec
+    model, spec = snakemake.wildcards.model, snakemake.params.spec
     if spec:
-        weight = load_weight_file(spec["path"], spec.get("tensor"))
-        # An empty normalisation means "the dataset's own": resolved where the dataset is known.
-        mean = np.asarray(spec.get("input_mean") or [], np.float64)
-        std = np.asarray(spec.get("input_std") or [], np.float64)
-        layer = FirstLayer(model, weight, mean, std, source=f"file:{spec['path']}")
+        layer = user_first_layer(model, spec, snakemake.params.groups)
     else:
         print(f"loading {model} through torchvision's weights= API (torch hub cache)")
         layer = torchvision_first_layer(model)
