@@ -2,14 +2,13 @@
 
 from pathlib import Path
 
-import pandas as pd
-
 from firstlayer.logs import job
 from firstlayer.patches.features import read_image_features
 from firstlayer.patches.stats import read_patch_stats
 from firstlayer.report.theory_plots import fitted_t, profile_panels
 from firstlayer.theory.fits import exact_predictors, fit_curves, fit_profiles, table3
 from firstlayer.theory.linear_cnn import Moments
+from firstlayer.training.analysis import read_table
 
 with job(snakemake.log[0]):
     stats = {Path(path).parent.name: read_patch_stats(path) for path in snakemake.input.stats}
@@ -18,7 +17,7 @@ with job(snakemake.log[0]):
         for path in snakemake.input.features
     }
     exact = exact_predictors(moments, stats)
-    profiles = pd.read_csv(snakemake.input.profiles)
+    profiles = read_table(snakemake.input.profiles)  # labels stay text
     print(f"fitting {profiles['run'].nunique()} runs at every recorded step")
     fits = fit_profiles(
         profiles, stats, exact, snakemake.params.eta, tuple(snakemake.params.tau_range)

@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-import pandas as pd
-
 from firstlayer.logs import job
 from firstlayer.patches.stats import read_patch_stats
 from firstlayer.report.theory_plots import profile_panels
@@ -13,10 +11,11 @@ from firstlayer.theory.manipulations import (
     summary,
     unmanipulated_true_vs_random,
 )
+from firstlayer.training.analysis import read_table
 
 with job(snakemake.log[0]):
     stats = {Path(path).parent.name: read_patch_stats(path) for path in snakemake.input.stats}
-    profiles = pd.read_csv(snakemake.input.profiles)
+    profiles = read_table(snakemake.input.profiles)  # labels stay text
     table = manipulation_table(profiles, stats, snakemake.params.eta)
     table.to_csv(snakemake.output.runs, index=False)
     overview = summary(table, unmanipulated_true_vs_random(profiles))

@@ -4,11 +4,11 @@ import pandas as pd
 
 from firstlayer.logs import job
 from firstlayer.report import plots
-from firstlayer.training.analysis import final_profiles, with_both
+from firstlayer.training.analysis import final_profiles, read_table, with_both
 
 with job(snakemake.log[0]):
     figure, out = snakemake.params.figure, (snakemake.output.pdf, snakemake.output.png)
-    profiles = pd.read_csv(snakemake.input.profiles)
+    profiles = read_table(snakemake.input.profiles)
     learned = final_profiles(profiles[~profiles["frozen"] & (profiles["inputs"] == "none")])
     if figure == "true_vs_random":
         plots.true_vs_random(with_both(learned, "labels", ("true", "random")), *out)
@@ -17,7 +17,7 @@ with job(snakemake.log[0]):
             learned[learned["labels"] == "true"], profiles[profiles["step"] == 0], *out
         )
     elif figure == "frozen":
-        metrics = pd.read_csv(snakemake.input.metrics)
+        metrics = read_table(snakemake.input.metrics)
         plots.frozen_curves(
             with_both(metrics[metrics["labels"] == "true"], "frozen", (True, False)), *out
         )

@@ -302,55 +302,62 @@ CONFIG_CASES.append(
 
 
 # ------------------------------------------------------------------ 2. bad files in jobs
+# All bad user files sit in one work folder, each its own dataset or weight file, and one
+# Snakemake run (--keep-going) builds every one of them: each job must fail on its own, with its
+# own single line naming its file.
 
 
-def data_case(id, kind, fault, needles, prepare, config=None, target=(), guarantee=JOB_LINE):
-    def check(tmp_path, request):
-        path = grid_workdir(tmp_path / "w", config or GRID_CONFIG)
-        prepare(path)
-        before = user_files(path)
-        result = snakemake(path, "--cores", "2", *target)
-        assert_one_line(result, *needles)
-        assert user_files(path) == before  # nothing of the user's touched
-        assert leftovers(path) == [] and not (path / "resources" / "datasets" / "toy.h5").exists()
-        assert not (path / "results" / "pretrained" / "weights" / "w.h5").exists()
+@dataclass(frozen=True)
+class BadFile:
+    id: str
+    kind: str
+    fault: str
+    needles: tuple  # in the job's one error line ({file}: the user file's name)
+    file: str  # the user file or folder, in the work folder
+    write: object = field(repr=False)  # write(path): creates the bad file at path
+    entry: dict = field(default_factory=dict)  # its config entry besides the path
+    weights: bool = False  # a pretrained weight file (else a dataset)
 
-    return Case(id, kind, fault, guarantee, check)
+    @property
+    def key(self) -> str:
+        return self.id if self.weights else self.id.replace("_", "-")
+
+    @property
+    def target(self) -> str:
+        if self.weights:
+            return f"results/pretrained/weights/{self.key}.h5"
+        return f"resources/datasets/{self.key}.h5"
 
 
-def rewrite_npz(**changes):
-    def prepare(path):
+def npz_file(**changes):
+    def write(path):
         images = smooth_images(60, 16, 16, 3)
         arrays = {"x": images, "y": np.arange(60) % 3, "xt": images[:10], "yt": np.arange(10) % 3}
-        np.savez(path / "toy.npz", **{**arrays, **changes})
+        np.savez(path, **{**arrays, **changes})
 
-    return prepare
+    return write
 
 
 def halve(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def truncate(name):
-    return lambda path: halve(path / name)
+def halved(write):
+    return lambda path: (write(path), halve(path))
 
 
-def text_file(name):
-    def prepare(path):
-        (path / name).write_text("this is not what the extension says\n")
-
-    return prepare
+def text(path):
+    path.write_text("this is not what the extension says\n")
 
 
-def npy_array_as_npz(path):
-    with open(path / "toy.npz", "wb") as handle:
+def npy_array(path):
+    with open(path, "wb") as handle:
         np.save(handle, smooth_images(4, 16, 16, 3))
 
 
-def image_tree(path: Path, broken: str | None = None) -> Path:
+def image_tree(root: Path, broken: str | None = None) -> Path:
     from PIL import Image
 
-    root = path / "images"
     for split, count in (("train", 4), ("test", 2)):
         for c, name in enumerate(["ant", "bee", "cat"]):
             folder = root / split / name
@@ -362,222 +369,270 @@ def image_tree(path: Path, broken: str | None = None) -> Path:
     return root
 
 
-def imagefolder_config(path_name: str) -> str:
-    return merged(f"datasets: {{toy: {{source: imagefolder, path: {path_name}}}}}")
-
-
 def zipped(path):
-    root = image_tree(path)
-    with zipfile.ZipFile(path / "images.zip", "w") as archive:
+    root = image_tree(path.with_suffix(".tree"))
+    with zipfile.ZipFile(path, "w") as archive:
         for file in sorted(root.rglob("*.png")):
             archive.write(file, file.relative_to(root).as_posix())
     shutil.rmtree(root)
-    truncate("images.zip")(path)
+    halve(path)
 
 
 def tarred(path):
-    root = image_tree(path)
-    with tarfile.open(path / "images.tar.gz", "w:gz") as archive:
+    root = image_tree(path.parent / "tar.tree")
+    with tarfile.open(path, "w:gz") as archive:
         archive.add(root, arcname=".")
     shutil.rmtree(root)
-    truncate("images.tar.gz")(path)
+    halve(path)
 
 
-WEIGHTS = "pretrained: {{dataset: toy, models: {{k3: []}}, weight_files: {{w: {spec}}}}}"
-WEIGHT_TARGET = ("results/pretrained/weights/w.h5",)
+def symlinked_class(path):
+    root = image_tree(path)
+    elsewhere = path.parent / "elsewhere-cat"
+    shutil.move(root / "train" / "cat", elsewhere)
+    (root / "train" / "cat").symlink_to(elsewhere.resolve(), target_is_directory=True)
 
 
-def weight_case(id, kind, fault, needles, spec, write):
-    return data_case(
-        id,
-        kind,
-        fault,
-        needles,
-        write,
-        config=merged(WEIGHTS.format(spec=spec)),
-        target=WEIGHT_TARGET,
-    )
+def array(values):
+    return lambda path: np.save(path, values)
 
 
-def torch_file(name, tensor):
-    def prepare(path):
+def torch_file(values):
+    def write(path):
         import torch
 
-        torch.save({"conv1.weight": torch.as_tensor(tensor)}, path / name)
+        torch.save({"conv1.weight": torch.as_tensor(values)}, path)
 
-    return prepare
-
-
-def write_npy(name, array):
-    def prepare(path):
-        np.save(path / name, array)
-
-    return prepare
+    return write
 
 
-def nan_weights():
-    array = np.random.default_rng(0).normal(size=(4, 3, 3, 3))
-    array[1, 0, 0, 0] = np.nan
-    return array
+def with_nan():
+    values = np.random.default_rng(0).normal(size=(4, 3, 3, 3))
+    values[1, 0, 0, 0] = np.nan
+    return values
 
 
-DATA_CASES = [
-    data_case(
+NPZ = {"source": "npz", "test_images": "xt", "test_labels": "yt"}
+FOLDER = {"source": "imagefolder"}
+TENSOR = {"tensor": "conv1.weight"}
+CONV3 = np.ones((4, 3, 3, 3), np.float32)
+BAD_FILES = [
+    BadFile(
         "npz_float_images",
         TRACEBACK,
         "npz images stored as float32",
-        ["toy.npz", "'x' has dtype float32; images must be uint8"],
-        rewrite_npz(x=smooth_images(60, 16, 16, 3).astype(np.float32)),
+        ("'x' has dtype float32; images must be uint8",),
+        "float.npz",
+        npz_file(x=smooth_images(60, 16, 16, 3).astype(np.float32)),
+        NPZ,
     ),
-    data_case(
+    BadFile(
         "npz_negative_label",
         TRACEBACK,
         "a label of -1 in the npz",
-        ["toy.npz", "holds label -1"],
-        rewrite_npz(y=np.arange(60) % 3 - 1),
+        ("holds label -1",),
+        "negative.npz",
+        npz_file(y=np.arange(60) % 3 - 1),
+        NPZ,
     ),
-    data_case(
+    BadFile(
         "npz_label_range",
         TRACEBACK,
         "labels beyond the configured class names",
-        ["toy.npz", "label 2 is outside the 2 class_names"],
-        rewrite_npz(),
-        config=merged(
-            "datasets: {toy: {source: npz, path: toy.npz, test_images: xt, test_labels: yt, "
-            "class_names: [a, b]}}"
-        ),
+        ("label 2 is outside the 2 class_names",),
+        "range.npz",
+        npz_file(),
+        {**NPZ, "class_names": ["a", "b"]},
     ),
-    data_case(
+    BadFile(
         "npz_label_count",
         TRACEBACK,
         "fewer labels than images",
-        ["toy.npz", "expected 60 integer labels"],
-        rewrite_npz(y=np.arange(50) % 3),
+        ("expected 60 integer labels",),
+        "count.npz",
+        npz_file(y=np.arange(50) % 3),
+        NPZ,
     ),
-    data_case(
+    BadFile(
         "npz_truncated",
         TRACEBACK,
         "a truncated .npz",
-        ["toy.npz"],
-        truncate("toy.npz"),
+        ("not a readable .npz file",),
+        "truncated.npz",
+        halved(npz_file()),
+        NPZ,
     ),
-    data_case(
+    BadFile(
         "npz_is_text",
         TRACEBACK,
         "a text file named .npz",
-        ["toy.npz: not a readable .npz file"],
-        text_file("toy.npz"),
+        ("not a readable .npz file",),
+        "text.npz",
+        text,
+        NPZ,
     ),
-    data_case(
+    BadFile(
         "npz_is_npy",
         TRACEBACK,
         "a single .npy array named .npz",
-        ["toy.npz: a single .npy array"],
-        npy_array_as_npz,
+        ("a single .npy array, not an .npz archive",),
+        "single.npz",
+        npy_array,
+        NPZ,
     ),
-    data_case(
+    BadFile(
         "zip_truncated",
         TRACEBACK,
         "a truncated ImageFolder .zip",
-        ["images.zip: truncated or corrupt archive"],
+        ("truncated or corrupt archive",),
+        "images.zip",
         zipped,
-        config=imagefolder_config("images.zip"),
+        FOLDER,
     ),
-    data_case(
+    BadFile(
         "tar_truncated",
         TRACEBACK,
         "a truncated ImageFolder .tar.gz",
-        ["images.tar.gz: truncated or corrupt archive"],
+        ("truncated or corrupt archive",),
+        "images.tar.gz",
         tarred,
-        config=imagefolder_config("images.tar.gz"),
+        FOLDER,
     ),
-    data_case(
+    BadFile(
         "image_not_decodable",
         TRACEBACK,
         "a file that is not an image under a .png name",
-        ["images: cannot decode image train/bee/bad.png"],
+        ("cannot decode image train/bee/bad.png",),
+        "broken",
         lambda path: image_tree(path, broken="train/bee/bad.png"),
-        config=imagefolder_config("images"),
+        FOLDER,
     ),
-    weight_case(
+    BadFile(
+        "imagefolder_symlink",
+        WRONG,
+        "an ImageFolder class folder that is a symlink",
+        (),  # no error: the dataset is built with every class
+        "linked",
+        symlinked_class,
+        FOLDER,
+    ),
+    BadFile(
         "weights_nan",
         TRACEBACK,
         "a weight file holding NaN",
-        ["w.npy: weight holds 1 NaN or infinite values"],
-        "{path: w.npy}",
-        write_npy("w.npy", nan_weights()),
+        ("weight holds 1 NaN or infinite values",),
+        "nan.npy",
+        array(with_nan()),
+        weights=True,
     ),
-    weight_case(
+    BadFile(
         "weights_npy_truncated",
         TRACEBACK,
         "a truncated .npy weight file",
-        ["w.npy: not a readable .npy array"],
-        "{path: w.npy}",
-        lambda path: (
-            write_npy("w.npy", np.ones((4, 3, 3, 3)))(path),
-            truncate("w.npy")(path),
-        ),
+        ("refused, not a readable .npy array",),
+        "truncated.npy",
+        halved(array(np.ones((4, 3, 3, 3)))),
+        weights=True,
     ),
-    weight_case(
-        "weights_pt_is_text",
-        TRACEBACK,
-        "a text file named .pt",
-        ["w.pt: not a safely loadable PyTorch file"],
-        "{path: w.pt, tensor: conv1.weight}",
-        text_file("w.pt"),
-    ),
-    weight_case(
-        "weights_pt_group",
-        WRONG,
-        "a checkpoint whose 5x5 first layer joins no configured group",
-        ["w.pt: 5x5 filters, but pretrained.models has no group k5"],
-        "{path: w.pt, tensor: conv1.weight}",
-        torch_file("w.pt", np.ones((4, 3, 5, 5), np.float32)),
-    ),
-    weight_case(
-        "weights_norm_channels",
-        TRACEBACK,
-        "a normalisation with 2 values for 3 input channels",
-        ["input_mean has 2 values; allowed: one per input channel of w.pt (3)"],
-        "{path: w.pt, tensor: conv1.weight, input_mean: [0.5, 0.5], input_std: [0.2, 0.2]}",
-        torch_file("w.pt", np.ones((4, 3, 3, 3), np.float32)),
-    ),
-    weight_case(
+    BadFile(
         "weights_not_conv",
         TRACEBACK,
         "a 2-D array as a first layer",
-        ["w.npy: weight of shape (4, 27)"],
-        "{path: w.npy}",
-        write_npy("w.npy", np.ones((4, 27))),
+        ("weight of shape (4, 27); expected a first conv layer",),
+        "flat.npy",
+        array(np.ones((4, 27))),
+        weights=True,
+    ),
+    BadFile(
+        "weights_pt_is_text",
+        TRACEBACK,
+        "a text file named .pt",
+        ("not a safely loadable PyTorch file",),
+        "text.pt",
+        text,
+        TENSOR,
+        weights=True,
+    ),
+    BadFile(
+        "weights_pt_group",
+        WRONG,
+        "a checkpoint whose 5x5 first layer joins no configured group",
+        ("5x5 filters, but pretrained.models has no group k5",),
+        "k5.pt",
+        torch_file(np.ones((4, 3, 5, 5), np.float32)),
+        TENSOR,
+        weights=True,
+    ),
+    BadFile(
+        "weights_norm_channels",
+        TRACEBACK,
+        "a normalisation with 2 values for 3 input channels",
+        ("input_mean has 2 values; allowed: one per input channel of",),
+        "norm.pt",
+        torch_file(CONV3),
+        {**TENSOR, "input_mean": [0.5, 0.5], "input_std": [0.2, 0.2]},
+        weights=True,
     ),
 ]
 
 
-def symlinked_class(tmp_path, request):
-    """A class folder that is a symlink is read like any other (it used to be skipped)."""
-    path = grid_workdir(tmp_path / "w", imagefolder_config("images"))
-    root = image_tree(path)
-    elsewhere = path / "elsewhere"
-    shutil.move(root / "train" / "cat", elsewhere)
-    (root / "train" / "cat").symlink_to(elsewhere, target_is_directory=True)
-    result = snakemake(path, "--cores", "1", "resources/datasets/toy.h5")
-    assert result.returncode == 0, result.stderr[-3000:]
-    from firstlayer.datasets.sources import DatasetFile
+@pytest.fixture(scope="module")
+def bad_files_run(tmp_path_factory):
+    """Every bad file in one work folder and one Snakemake run over all their jobs."""
+    config = yaml.safe_load(GRID_CONFIG)
+    config["pretrained"] = {"dataset": "toy", "models": {"k3": []}, "weight_files": {}}
+    path = grid_workdir(tmp_path_factory.mktemp("bad_files") / "w")
+    for bad in BAD_FILES:
+        bad.write(path / bad.file)
+        section = config["pretrained"]["weight_files"] if bad.weights else config["datasets"]
+        section[bad.key] = {**bad.entry, "path": bad.file}
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    before = user_files(path)
+    targets = [bad.target for bad in BAD_FILES]
+    result = snakemake(path, "--cores", "2", "--keep-going", *targets)
+    return path, result, before
 
-    with DatasetFile(path / "resources" / "datasets" / "toy.h5") as data:
-        assert data.class_names == ["ant", "bee", "cat"]
-        assert np.bincount(data.labels("train")).tolist() == [4, 4, 4]
 
+def bad_file_case(bad: BadFile) -> Case:
+    def check(tmp_path, request):
+        path, result, before = request.getfixturevalue("bad_files_run")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
+        assert user_files(path) == before  # nothing of the user's touched
+        assert leftovers(path) == []
+        mine = [
+            line
+            for line in result.stderr.splitlines()
+            if line.startswith("error:") and bad.file in line
+        ]
+        if not bad.needles:  # the fault is handled, not refused
+            assert mine == [] and (path / bad.target).is_file()
+            from firstlayer.datasets.sources import DatasetFile
 
-DATA_CASES.append(
-    Case(
-        "imagefolder_symlink",
-        WRONG,
-        "an ImageFolder class folder that is a symlink",
-        "read like any other class folder (all classes, all images)",
-        symlinked_class,
+            with DatasetFile(path / bad.target) as data:
+                assert data.class_names == ["ant", "bee", "cat"]
+                assert np.bincount(data.labels("train")).tolist() == [4, 4, 4]
+            return
+        assert len(mine) == 1, output[-3000:]
+        for needle in bad.needles:
+            assert needle in mine[0], mine[0]
+        assert not (path / bad.target).exists()
+
+    guarantee = (
+        "read like any other class folder (all classes, all images)"
+        if not bad.needles
+        else JOB_LINE
     )
-)
+    return Case(bad.id, bad.kind, bad.fault, guarantee, check)
+
+
+DATA_CASES = [bad_file_case(bad) for bad in BAD_FILES]
+
+
+def test_each_bad_file_fails_with_exactly_its_own_line(bad_files_run):
+    _, result, _ = bad_files_run
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == sum(1 for bad in BAD_FILES if bad.needles), errors
 
 
 # ------------------------------------------------------------------ 3. what reruns after a change
@@ -633,6 +688,18 @@ def append_code(relative, text):
     return change
 
 
+def edit_docs(relative):
+    """A comment added and the module docstring reworded; the code stays the same."""
+
+    def change(work, repo):
+        path = repo / relative
+        source = path.read_text()
+        assert source.startswith('"""')
+        path.write_text('"""Reworded. ' + source[3:].replace("\n\n", "\n\n# a note\n", 1))
+
+    return change
+
+
 def touch_everything(work, repo):
     later = 4_000_000_000  # 2096: every source file newer than every result
     for path in repo.rglob("*"):
@@ -651,15 +718,16 @@ def reorder_config(work, repo):
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def replace_npz(same: bool):
-    def change(work, repo):
-        with np.load(work / "toy.npz") as archive:
-            arrays = dict(archive)
-        if not same:
-            arrays["x"] = arrays["x"][::-1].copy()
-        np.savez(work / "toy.npz", **arrays)
+def rewrite_same_bytes(work, repo):
+    content = (work / "toy.npz").read_bytes()
+    (work / "toy.npz").unlink()
+    (work / "toy.npz").write_bytes(content)
 
-    return change
+
+def replace_images(work, repo):
+    with np.load(work / "toy.npz") as archive:
+        arrays = dict(archive)
+    np.savez(work / "toy.npz", **{**arrays, "x": arrays["x"][::-1].copy()})
 
 
 def delete(relative):
@@ -680,7 +748,7 @@ RERUN_CASES = [
     rerun_case(
         "comment_edit",
         "a comment and a docstring edited in firstlayer/training/analysis.py",
-        append_code("firstlayer/training/analysis.py", '\n\n# a note\ndef _f():\n    """Doc."""\n'),
+        edit_docs("firstlayer/training/analysis.py"),
         {},
     ),
     rerun_case(
@@ -709,14 +777,14 @@ RERUN_CASES = [
     ),
     rerun_case(
         "npz_rewritten_same",
-        "the .npz rewritten with the same content (a new modification time)",
-        replace_npz(same=True),
+        "the .npz written again with the same bytes (a new modification time)",
+        rewrite_same_bytes,
         {},
     ),
     rerun_case(
         "npz_changed_in_place",
         "the .npz replaced in place by different images",
-        replace_npz(same=False),
+        replace_images,
         ALL_JOBS,
     ),
     rerun_case(
@@ -757,31 +825,20 @@ RERUN_CASES = [
 
 
 # ------------------------------------------------------------------ 4. corrupted intermediates
-
-
-def corrupt_case(id, fault, relative, damage, target, needles):
-    def check(tmp_path, request):
-        work, repo = copy_of(request.getfixturevalue("built"), tmp_path)
-        damage(work / relative)
-        result = snakemake(work, "--cores", "1", target, repo=repo)
-        assert_one_line(result, relative, *needles)
-        assert leftovers(work) == []
-        assert not (work / target).exists()  # the failed job's output is not left behind
-
-    return Case(id, WRONG, fault, "refused when read: one line naming the file and its rule", check)
+# Three intermediates damaged in one copy of the built work folder, their consumers run together.
 
 
 def flip_a_bit(path):
     with h5py.File(path, "r") as handle:
-        offsets = []
+        extents = []
         handle.visititems(
             lambda name, obj: (
-                offsets.append((obj.id.get_offset(), obj.id.get_storage_size()))
+                extents.append((obj.id.get_offset(), obj.id.get_storage_size()))
                 if isinstance(obj, h5py.Dataset) and obj.id.get_offset() is not None
                 else None
             )
         )
-    offset, size = max(offsets, key=lambda item: item[1])
+    offset, size = max(extents, key=lambda extent: extent[1])
     with open(path, "r+b") as handle:
         handle.seek(offset + size // 2)
         byte = handle.read(1)[0]
@@ -794,32 +851,65 @@ def drop_an_array(path):
         del handle[sorted(n for n in handle if isinstance(handle[n], h5py.Dataset))[0]]
 
 
-CORRUPT_CASES = [
-    corrupt_case(
+TRUE_RUN = RUN.format(labels="true", seed=0)
+# (id, fault, damaged file, damage, a target that reads it, what its one line says)
+DAMAGE = [
+    (
         "patch_stats_bit_flip",
         "one bit flipped inside the patch statistics",
         "results/patches/toy/k3.h5",
         flip_a_bit,
         "results/figures/theory/toy/k3_formula.png",
-        ["corrupted", "rule `patch_stats` rebuilds it"],
+        ("corrupted", "rule `patch_stats` rebuilds it"),
     ),
-    corrupt_case(
+    (
         "run_missing_array",
         "an array deleted from a run file (still valid HDF5)",
-        f"results/runs/{RUN.format(labels='true', seed=0)}.h5",
+        f"results/runs/{TRUE_RUN}.h5",
         drop_an_array,
-        f"results/figures/theory/filters/{RUN.format(labels='true', seed=0)}.png",
-        ["corrupted", "rule `train` rebuilds it"],
+        f"results/figures/theory/filters/{TRUE_RUN}.png",
+        ("corrupted", "rule `train` rebuilds it"),
     ),
-    corrupt_case(
+    (
         "features_truncated",
         "the per-image features truncated",
         "results/theory/toy/k3_images.h5",
         halve,
-        "results/figures/theory/toy/k3_label_stats.png",
-        ["not a readable HDF5 file", "rule `image_features` rebuilds it"],
+        "results/tables/theory/toy/k3_label_stats.csv",
+        ("not a readable HDF5 file", "rule `image_features` rebuilds it"),
     ),
 ]
+
+
+@pytest.fixture(scope="module")
+def damaged_run(built, tmp_path_factory):
+    work, repo = copy_of(built, tmp_path_factory.mktemp("damaged"))
+    for _, _, relative, damage, _, _ in DAMAGE:
+        damage(work / relative)
+    targets = [target for *_, target, _ in DAMAGE]
+    return work, snakemake(work, "--cores", "2", "--keep-going", *targets, repo=repo)
+
+
+def damage_case(id, fault, relative, damage, target, needles) -> Case:
+    def check(tmp_path, request):
+        work, result = request.getfixturevalue("damaged_run")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
+        mine = [
+            line
+            for line in result.stderr.splitlines()
+            if line.startswith("error:") and relative in line
+        ]
+        assert len(mine) == 1, output[-3000:]
+        for needle in needles:
+            assert needle in mine[0], mine[0]
+        assert not (work / target).exists()  # the failed job leaves no output behind
+        assert leftovers(work) == []
+
+    return Case(id, WRONG, fault, "refused when read: one line naming the file and its rule", check)
+
+
+CORRUPT_CASES = [damage_case(*entry) for entry in DAMAGE]
 
 
 # ------------------------------------------------------------------ 5. lopsided grids
@@ -835,7 +925,8 @@ def true_labels_only(tmp_path, request):
     result = snakemake(work, "--cores", "2", repo=repo)
     assert result.returncode == 0, result.stderr[-3000:]
     log = (work / "logs" / "consistency_tables.log").read_text()
-    assert log.count("no pairs in this grid") == 2  # random labels vs init, true vs random
+    # across first-layer widths, VGG vs ResNet, random labels vs init, true vs random labels
+    assert log.count("no pairs in this grid") == 4
     import pandas as pd
 
     tables = pd.read_csv(work / "results" / "tables" / "training" / "tables.csv")
@@ -859,6 +950,46 @@ CASES = RERUN_CASES + CONFIG_CASES + DATA_CASES + CORRUPT_CASES + GRID_CASES
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input(case, tmp_path, request):
     case.check(tmp_path, request)
+
+
+def test_figures_without_data_say_so_and_are_left_out_of_all(tmp_path, capsys):
+    """Frozen-only and true-only grids: the default target leaves out the figures they cannot
+    support; asked for by name, such a figure and its log say "nothing to plot"."""
+    import pandas as pd
+
+    from firstlayer.common.config import validate_config
+    from firstlayer.report import plots
+    from firstlayer.training.analysis import NO_PAIRS, consistency_tables, format_table
+
+    def plan(block):
+        from firstlayer.common.targets import Plan
+
+        config = yaml.safe_load(merged(f"experiments: {{labels: {block}}}"))
+        (tmp_path / "toy.npz").touch()
+        config["datasets"]["toy"]["path"] = str(tmp_path / "toy.npz")
+        return Plan(validate_config(config, ROOT / "config" / "schema.yaml"))
+
+    frozen = plan("{datasets: [toy], frozen: [true], labels: [true, random]}")
+    assert frozen.supported_training_figures() == ["tables", "heatmap"]
+    lopsided = plan("{datasets: [toy], archs: [vgg11, vgg13], labels: [true]}")
+    assert lopsided.supported_training_figures() == ["tables", "heatmap", "consistency"]
+    empty = pd.DataFrame(columns=["run", "dataset", "labels", "component", "energy_normalised"])
+    out = [tmp_path / "f.pdf", tmp_path / "f.png"]
+    plots.true_vs_random(empty, *out)
+    plots.consistency(empty, empty, *out)
+    plots.frozen_curves(pd.DataFrame(columns=["frozen", "step", "arch"]), *out)
+    assert capsys.readouterr().out.count("nothing to plot") == 3
+    assert out[1].read_bytes().startswith(b"\x89PNG")
+    rows = [
+        {"run": f"r{seed}", "step": step, "component": c, "energy": 0.0, "energy_raw": 1.0 / c}
+        | {"dataset": "toy", "arch": "vgg11", "first_width": 8, "width": 1.0, "seed": seed}
+        | {"labels": "true", "inputs": "none", "frozen": True, "epochs": 1}
+        for seed in (0, 1)
+        for step in (0, 3)
+        for c in (1, 2, 3)
+    ]
+    table = format_table(consistency_tables(pd.DataFrame(rows)))  # frozen runs only
+    assert (table["correlation"] == NO_PAIRS).all() and len(table) == 6
 
 
 def test_cases_are_distinct_and_cover_every_class():

@@ -142,7 +142,7 @@ def load_weight_file(path, tensor: str | None = None) -> np.ndarray:
         except Exception as err:  # pickled objects, a truncated or foreign file
             reason = " ".join(str(err).split())[:200]
             raise WeightsError(
-                f"{path}: not a readable .npy array ({reason}); save a plain numeric array"
+                f"{path}: refused, not a readable .npy array ({reason}); save a plain numeric array"
             ) from None
     elif path.suffix in (".h5", ".hdf5"):
         return read_first_layer(path).weight

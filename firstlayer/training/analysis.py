@@ -22,6 +22,13 @@ SPEC_COLUMNS = [
 ]
 
 
+def read_table(path) -> pd.DataFrame:
+    """A profiles or metrics table as written: label settings and input transforms stay text
+    (pandas would read a column holding only `true` as booleans, and every comparison of
+    `labels == "true"` would then find nothing)."""
+    return pd.read_csv(path, dtype={"labels": str, "inputs": str})
+
+
 def run_profiles(name: str, run, stats) -> pd.DataFrame:
     """Tidy profiles of one run at every recorded step: of the change from init (`energy`) and
     of the raw weights (`energy_raw`), raw and max-normalised."""
