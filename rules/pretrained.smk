@@ -104,6 +104,7 @@ rule fig_pretrained_heatmap:
 rule pretrained:
     """The pretrained-model study: tables and figures (downloads the ImageNet weights)."""
     input:
+        PLAN.pretrained_weights(),
         PLAN.pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_profiles.csv"),
         PLAN.pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_correlations.csv"),
         rules.fig_pretrained_profiles.input,

@@ -110,6 +110,12 @@ class Plan:
         models = self.pretrained_groups().get(int(k), []) + weight_files
         return expand("results/pretrained/weights/{model}.h5", model=models)
 
+    def pretrained_weights(self) -> list[str]:
+        """Every first-layer file of the pretrained study (the `pretrained` target lists them,
+        so that a deleted one is rebuilt)."""
+        groups = sorted(self.pretrained_groups())
+        return list(dict.fromkeys(f for k in groups for f in self.pretrained_layers(k)))
+
     # ---------------------------------------------------------------- figures and targets
     def patch_figures(self, kind: str) -> list[str]:
         """Every patch figure of one kind ("spectrum" or "components")."""
