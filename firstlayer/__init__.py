@@ -9,7 +9,8 @@ One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
               datasets, FIRST_LAYER_K, pretrained stems), settings (label/input names and the
               "learned, unmanipulated" predicate), grid (RunSpec, run names), architectures (the
               networks' layer tables), cost (FLOPs of a run and its cluster request), targets
-              (the Plan: every target list)
+              (the Plan: every target list), provenance (digests of code and user files as
+              rule params)
   datasets/   sources: build the dataset HDF5 from torchvision, ImageFolder trees, .npz, subsets
   patches/    stats (exact streaming patch covariance and PCA), profiles (energy profiles and
               their correlations), features (per-image average patches and energies)

@@ -1,7 +1,9 @@
 """HDF5 files of the project: atomic writes, provenance, and format checks on read.
 
-Every file carries `format` (what it is), `format_version` and provenance attributes, so that a
-truncated, foreign or outdated file is refused with a message naming the rule that rebuilds it.
+Every file carries `format` (what it is), `format_version`, provenance attributes and a checksum
+of its whole content (every array and attribute), so that a truncated, foreign, outdated or
+corrupted file (a bit flip, a missing array) is refused with a message naming the rule that
+rebuilds it, never read.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from firstlayer.errors import InputError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: files carry CHECKSUM_ATTR
+CHECKSUM_ATTR = "content_sha256"
 
 # Which workflow rule writes each format: quoted in errors so a user knows how to rebuild.
 PRODUCERS = {
@@ -81,14 +85,45 @@ def atomic_h5(
             handle.attrs["versions"] = json.dumps(package_versions(), sort_keys=True)
             handle.attrs["provenance"] = json.dumps(provenance or {}, sort_keys=True, default=str)
             yield handle
+            handle.attrs[CHECKSUM_ATTR] = content_sha256(handle)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+def _feed(digest, value) -> None:
+    array = np.asarray(value)
+    if array.dtype.kind == "O":  # variable-length strings
+        array = np.asarray([str(v) for v in array.ravel()])
+    digest.update(f"{array.dtype.str}{array.shape}".encode() + array.tobytes())
+
+
+def content_sha256(handle: h5py.File, rows: int = 4096) -> str:
+    """Checksum of every array (dtype, shape, bytes) and attribute of an open HDF5 file, except
+    the checksum attribute itself; arrays are read `rows` at a time."""
+    digest = hashlib.sha256()
+    objects = [("/", handle)]
+    handle.visititems(lambda name, obj: objects.append((name, obj)))
+    for name, obj in sorted(objects, key=lambda item: item[0]):
+        digest.update(f"\0{name}".encode())
+        for key in sorted(obj.attrs):
+            if not (obj is handle and key == CHECKSUM_ATTR):
+                digest.update(f"@{key}".encode())
+                _feed(digest, obj.attrs[key])
+        if isinstance(obj, h5py.Dataset):
+            if obj.ndim == 0:
+                _feed(digest, obj[()])
+            else:
+                digest.update(f"{obj.dtype.str}{obj.shape}".encode())
+                for start in range(0, obj.shape[0], rows):
+                    digest.update(np.ascontiguousarray(obj[start : start + rows]).tobytes())
+    return digest.hexdigest()
+
+
 def open_checked(path: str | os.PathLike, fmt: str) -> h5py.File:
-    """Open a project HDF5 file for reading, refusing anything that is not `fmt` at our version."""
+    """Open a project HDF5 file for reading, refusing anything that is not `fmt` at our version
+    or whose content no longer matches the checksum written with it."""
     rebuild = f"delete it and rerun the workflow (rule `{PRODUCERS.get(fmt, '?')}` rebuilds it)"
     try:
         handle = h5py.File(path, "r")
@@ -102,4 +137,13 @@ def open_checked(path: str | os.PathLike, fmt: str) -> h5py.File:
             f"{path}: expected a {fmt} file, format version {FORMAT_VERSION}, "
             f"found format={found!r} version={version!r}; {rebuild}"
         )
+    try:
+        intact = handle.attrs.get(CHECKSUM_ATTR) == content_sha256(handle)
+    except (OSError, KeyError, ValueError, RuntimeError) as err:  # unreadable chunks or links
+        intact, reason = False, f"unreadable content ({' '.join(str(err).split())[:120]})"
+    else:
+        reason = "its content differs from the checksum written with it"
+    if not intact:
+        handle.close()
+        raise FormatError(f"{path}: corrupted: {reason}; {rebuild}")
     return handle

@@ -4,11 +4,14 @@ import sys
 from pathlib import Path
 
 from firstlayer.common.config import validate_config
+from firstlayer.common.provenance import canonical, code_digest, file_sha256
 from firstlayer.common.targets import FIGURE_FORMATS, Plan, figures
 from firstlayer.errors import InputError
 
 try:
-    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+    validate_config(
+        config, Path(workflow.basedir) / "config" / "schema.yaml", files=workflow.configfiles
+    )
     PLAN = Plan(config)
 except InputError as error:
     # One line for the user, no traceback: a config mistake is not a crash.
@@ -41,11 +44,6 @@ def parent_dataset(wildcards):
     return {}
 
 
-def first_layer_input(wildcards):
-    spec = PRETRAINED["weight_files"].get(wildcards.model)
-    return [spec["path"]] if spec else []
-
-
 def group_layers(wildcards):
     return PLAN.pretrained_layers(wildcards.k)
 
@@ -65,3 +63,22 @@ def training_mem_mb(wildcards):
 
 def training_group(wildcards):
     return PLAN.training_group(wildcards.run)
+
+
+def code(script):
+    """Digest of a rule's script and the firstlayer modules it imports (a param: editing that
+    code reruns the rule's jobs, and only those)."""
+    return code_digest(Path(workflow.basedir) / "scripts" / script)
+
+
+def dataset_spec(wildcards):
+    """A dataset's settings with the content checksum of its user file (npz, ImageFolder
+    folder or archive, torchvision archive): replacing the file in place rebuilds it."""
+    spec = canonical(config["datasets"][wildcards.dataset])
+    user_file = spec.get("path") or spec.get("archive")
+    return {**spec, "sha256": file_sha256(user_file)} if user_file else spec
+
+
+def weight_file_spec(wildcards):
+    spec = PRETRAINED["weight_files"].get(wildcards.model)
+    return {**canonical(spec), "sha256": file_sha256(spec["path"])} if spec else None

@@ -14,7 +14,8 @@ rule dataset:
     resources:
         mem_mb=4000,
     params:
-        spec=lambda wc: config["datasets"][wc.dataset],
+        code=code("build_dataset.py"),
+        spec=dataset_spec,
         download_root=lambda wc: f"resources/downloads/{wc.dataset}",
     script:
         "../scripts/build_dataset.py"

@@ -14,6 +14,7 @@ rule patch_stats:
     resources:
         mem_mb=2000,
     params:
+        code=code("patch_stats.py"),
         settings=lambda wc: {
             key: PATCHES[key]
             for key in ("split", "n_images", "seed", "normalization", "chunk_images", "strategy")
@@ -40,6 +41,7 @@ rule plot_patch_spectrum:
     resources:
         mem_mb=2000,
     params:
+        code=code("plot_patches.py"),
         kind="spectrum",
     script:
         "../scripts/plot_patches.py"
@@ -63,6 +65,7 @@ rule plot_patch_components:
     resources:
         mem_mb=2000,
     params:
+        code=code("plot_patches.py"),
         kind="components",
     script:
         "../scripts/plot_patches.py"

@@ -1,7 +1,5 @@
 rule first_layer:
     """The first-layer weights of one model: torchvision `weights=` download or a user file."""
-    input:
-        first_layer_input,
     output:
         "results/pretrained/weights/{model}.h5",
     log:
@@ -11,7 +9,11 @@ rule first_layer:
     resources:
         mem_mb=3000,
     params:
-        spec=lambda wc: PRETRAINED["weight_files"].get(wc.model),
+        code=code("first_layer.py"),
+        spec=weight_file_spec,
+        groups=lambda wc: (
+            sorted(PLAN.pretrained_groups()) if wc.model in PRETRAINED["weight_files"] else None
+        ),
     script:
         "../scripts/first_layer.py"
 
@@ -32,6 +34,7 @@ rule pretrained_profiles:
     resources:
         mem_mb=2000,
     params:
+        code=code("pretrained_profiles.py"),
         input_space=PRETRAINED["input_space"],
     script:
         "../scripts/pretrained_profiles.py"
@@ -80,6 +83,7 @@ rule plot_pretrained_profiles:
     resources:
         mem_mb=2000,
     params:
+        code=code("plot_pretrained.py"),
         kind="profiles",
     script:
         "../scripts/plot_pretrained.py"
@@ -103,6 +107,7 @@ rule plot_pretrained_heatmap:
     resources:
         mem_mb=2000,
     params:
+        code=code("plot_pretrained.py"),
         kind="heatmap",
     script:
         "../scripts/plot_pretrained.py"
@@ -123,6 +128,7 @@ rule fig_pretrained_heatmap:
 rule pretrained:
     """The pretrained-model study: tables and figures (downloads the ImageNet weights)."""
     input:
+        PLAN.pretrained_weights(),
         PLAN.pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_profiles.csv"),
         PLAN.pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_correlations.csv"),
         PLAN.pretrained_outputs("results/tables/pretrained/{dataset}/k{k}_table3.csv"),

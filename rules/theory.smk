@@ -15,6 +15,8 @@ rule image_features:
         ENV
     resources:
         mem_mb=3000,
+    params:
+        code=code("image_features.py"),
     script:
         "../scripts/image_features.py"
 
@@ -38,6 +40,8 @@ rule label_stats:
         ENV
     resources:
         mem_mb=2000,
+    params:
+        code=code("label_stats.py"),
     script:
         "../scripts/label_stats.py"
 
@@ -68,7 +72,8 @@ rule linear_cnn:
     resources:
         mem_mb=3000,
     params:
-        settings=THEORY["linear_cnn"],
+        code=code("linear_cnn.py"),
+        settings=canonical(THEORY["linear_cnn"]),
     script:
         "../scripts/linear_cnn.py"
 
@@ -91,6 +96,8 @@ rule formula_figure:
         ENV
     resources:
         mem_mb=2000,
+    params:
+        code=code("formula_figure.py"),
     script:
         "../scripts/formula_figure.py"
 
@@ -131,6 +138,7 @@ rule formula_fits:
     resources:
         mem_mb=2000,
     params:
+        code=code("formula_fits.py"),
         eta=THEORY["eta"],
         tau_range=THEORY["tau_range"],
     script:
@@ -161,7 +169,8 @@ rule whitening:
     resources:
         mem_mb=3000,
     params:
-        settings=THEORY["whitening"],
+        code=code("whitening.py"),
+        settings=canonical(THEORY["whitening"]),
     script:
         "../scripts/whitening.py"
 
@@ -184,6 +193,8 @@ rule filters_figure:
         ENV
     resources:
         mem_mb=2000,
+    params:
+        code=code("filters_figure.py"),
     script:
         "../scripts/filters_figure.py"
 
@@ -247,6 +258,7 @@ rule manipulations:
     resources:
         mem_mb=2000,
     params:
+        code=code("manipulations.py"),
         eta=THEORY["eta"],
         tau_range=THEORY["tau_range"],
     script:

@@ -20,6 +20,7 @@ rule train:
         mem_mb=training_mem_mb,
         runtime=training_minutes,
     params:
+        code=code("train.py"),
         spec=lambda wc: GRID[wc.run]["spec"].as_dict(),
         checkpoint=lambda wc: f"checkpoints/{wc.run}.pt",
     script:
@@ -40,6 +41,8 @@ rule training_profiles:
         ENV
     resources:
         mem_mb=2000,
+    params:
+        code=code("training_profiles.py"),
     script:
         "../scripts/training_profiles.py"
 
@@ -64,6 +67,8 @@ rule consistency_tables:
         ENV
     resources:
         mem_mb=2000,
+    params:
+        code=code("consistency_tables.py"),
     script:
         "../scripts/consistency_tables.py"
 
@@ -93,6 +98,7 @@ for figure in ["true_vs_random", "consistency", "frozen", "heatmap"]:
         resources:
             mem_mb=2000,
         params:
+            code=code("plot_training.py"),
             figure=figure,
         script:
             "../scripts/plot_training.py"

@@ -1,15 +1,14 @@
 """Rule `manipulations`: decile labels and scaled components against unmanipulated runs, and the
 held-out prediction of the scaled runs."""
 
-import pandas as pd
-
 from firstlayer.logs import job
 from firstlayer.report.theory_plots import profile_panels
 from firstlayer.theory.manipulations import manipulation_study
+from firstlayer.training.analysis import read_table
 
 with job(snakemake.log[0]):
     inputs, out = snakemake.input, snakemake.output
-    profiles = pd.read_csv(inputs.profiles)
+    profiles = read_table(inputs.profiles)  # labels stay text
     params = snakemake.params
     tables = manipulation_study(profiles, inputs.stats, params.eta, params.tau_range)
     table, overview, heldout, curves = tables

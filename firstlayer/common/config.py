@@ -4,18 +4,57 @@ express. Every problem becomes one line naming the key, the value and what is al
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from firstlayer.common.facts import STEM_SIZE, TORCHVISION_DATASETS
+from firstlayer.common.grid import MAX_NAME, build_grid
 from firstlayer.common.settings import check_labels, check_transform
 from firstlayer.errors import InputError
 
 
 class ConfigError(InputError):
     """A configuration mistake; str() is the one line shown to the user."""
+
+
+# The keys each dataset source reads; any other key of that source is a mistake, not a no-op.
+SOURCE_KEYS = {
+    "torchvision": {"source", "name", "archive"},
+    "imagefolder": {"source", "path", "resize", "mode"},
+    "npz": {"source", "path", "images", "labels", "test_images", "test_labels", "class_names"},
+    "subset": {"source", "of", "classes"},
+}
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses a key written twice in one mapping (plain YAML keeps the last)."""
+
+
+def _strict_mapping(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"config error: key {key!r} appears twice in one mapping of "
+                f"{node.start_mark.name} (lines {seen[key] + 1} and "
+                f"{key_node.start_mark.line + 1}); allowed: each key once"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
+def check_duplicate_keys(files) -> None:
+    """Raise ConfigError when a config file writes one key twice in a mapping."""
+    for path in files:
+        with open(path) as handle:
+            yaml.load(handle, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def load_schema(path) -> dict:
@@ -90,7 +129,12 @@ def describe(error: jsonschema.ValidationError) -> str:
             f"config error: unknown key {unknown[0]!r} in {key}; allowed keys: {', '.join(allowed)}"
         )
     if "propertyNames" in error.schema_path:  # a bad key in a mapping, e.g. a dataset name
-        return f"config error: {key} has key {value!r}; keys must match {error.validator_value}"
+        rule = (
+            f"be at most {error.validator_value} characters"
+            if kind == "maxLength"
+            else f"match {error.validator_value}"
+        )
+        return f"config error: {key} has key {value!r}; keys must {rule}"
     if kind == "enum":
         allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
         return f"config error: {key} = {value!r}; allowed: {allowed}"
@@ -116,15 +160,64 @@ def describe(error: jsonschema.ValidationError) -> str:
     return f"config error: {key} = {value!r}; {error.message}"
 
 
-def validate_config(config: dict, schema_path) -> dict:
+def _check_numbers(value, schema, path=()) -> None:
+    """Numbers the schema cannot judge: a whole number written as a float (2.0) where an
+    integer is wanted, and non-finite numbers (.nan, .inf) anywhere."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"config error: {_where(path)} = {value!r}; must be a finite number")
+        if "integer" in types and "number" not in types:
+            whole = int(value) if value.is_integer() else "a whole number"
+            raise ConfigError(
+                f"config error: {_where(path)} = {value!r}; expected integer (write {whole}, "
+                f"without a decimal point)"
+            )
+    if isinstance(value, list):
+        items = schema.get("items", {})
+        for position, item in enumerate(value):
+            _check_numbers(item, items if isinstance(items, dict) else {}, (*path, position))
+    elif isinstance(value, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else {})
+            _check_numbers(item, sub, (*path, key))
+
+
+def _source_key_error(config: dict) -> ConfigError | None:
+    """A key its dataset's source does not read, unless null (looked for before defaults fill
+    in, reported after the schema's own errors)."""
+    datasets = config.get("datasets")
+    if not isinstance(datasets, dict):
+        return None
+    for key, spec in datasets.items():
+        if not isinstance(spec, dict) or spec.get("source") not in SOURCE_KEYS:
+            continue  # the schema reports it
+        allowed = SOURCE_KEYS[spec["source"]]
+        for name, value in spec.items():
+            if name not in allowed and value is not None:
+                return ConfigError(
+                    f"config error: datasets.{key}.{name} does not apply to source "
+                    f"{spec['source']!r}; allowed keys: {', '.join(sorted(allowed))}"
+                )
+    return None
+
+
+def validate_config(config: dict, schema_path, files=()) -> dict:
     """Fill defaults into `config` (in place) and check it; raise ConfigError on the first
-    problem."""
+    problem. `files`: the config files it was read from (checked for duplicate keys)."""
+    check_duplicate_keys(files)
     schema = load_schema(schema_path)
+    misplaced = _source_key_error(config)
     _fill_defaults(config, schema)
+    _check_numbers(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError(describe(errors[0]))
+    if misplaced is not None:
+        raise misplaced
     _check_semantics(config)
     return config
 
@@ -220,11 +313,27 @@ def _check_semantics(config: dict) -> None:
             f"config error: pretrained.dataset = {pretrained['dataset']!r}; "
             f"allowed: a key of datasets ({known})"
         )
+    groups = sorted(int(group[1:]) for group in pretrained["models"])
     for name, spec in pretrained["weight_files"].items():
+        where = f"pretrained.weight_files.{name}"
         if not Path(spec["path"]).is_file():
+            raise ConfigError(f"config error: {where}.path = {spec['path']!r}; no such file")
+        if (spec["input_mean"] is None) != (spec["input_std"] is None):
             raise ConfigError(
-                f"config error: pretrained.weight_files.{name}.path = "
-                f"{spec['path']!r}; no such file"
+                f"config error: {where} gives only one of input_mean and input_std; "
+                f"allowed: both (one value per input channel) or neither"
+            )
+        if spec["input_mean"] is not None and len(spec["input_mean"]) != len(spec["input_std"]):
+            raise ConfigError(
+                f"config error: {where}.input_std = {spec['input_std']!r}; allowed: as many "
+                f"values as input_mean ({len(spec['input_mean'])})"
+            )
+        size = _npy_kernel_size(spec["path"])
+        if size is not None and size not in groups:
+            raise ConfigError(
+                f"config error: {where}.path = {spec['path']!r} holds {size}x{size} filters, "
+                f"but pretrained.models has no group k{size}; allowed: add k{size}: [] to "
+                f"pretrained.models (groups now: {', '.join(f'k{g}' for g in groups) or 'none'})"
             )
     names = [m for group in pretrained["models"].values() for m in group]
     clashes = sorted(set(pretrained["weight_files"]) & set(names))
@@ -243,6 +352,16 @@ def _check_semantics(config: dict) -> None:
                     f"{model!r}; its first conv is {size}x{size}, allowed only in "
                     f"group k{size}"
                 )
+    try:
+        grid = build_grid(config["experiments"], config["training"])
+    except InputError as error:
+        raise ConfigError(f"config error: {error}") from None
+    for name in grid:
+        if len(name) > MAX_NAME:
+            raise ConfigError(
+                f"config error: run name {name!r} is {len(name)} characters; allowed: at most "
+                f"{MAX_NAME} (shorter dataset or block values)"
+            )
     for position, k in enumerate(config["patches"]["k"]):
         for name in config["patches"]["datasets"]:
             spec = datasets[name]
@@ -265,3 +384,24 @@ def _check_semantics(config: dict) -> None:
                         f"{model!r}; allowed: a torchvision model name "
                         f"(torchvision.models.list_models())"
                     )
+
+
+def _npy_kernel_size(path) -> int | None:
+    """The kernel size of a (K, C, k, k) .npy weight file, read from its header alone; None for
+    other files (checked when the job reads them)."""
+    if not str(path).endswith(".npy"):
+        return None
+    import numpy as np
+
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape = read(handle)[0]
+    except (OSError, ValueError):
+        return None  # not an .npy file: the job names the problem
+    return int(shape[-1]) if len(shape) == 4 and shape[-1] == shape[-2] else None

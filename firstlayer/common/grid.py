@@ -13,6 +13,12 @@ import itertools
 import json
 from dataclasses import dataclass
 
+from firstlayer.errors import InputError
+
+# Longest run name: file names are at most 255 bytes, and `.h5`, `.pdf` and temporary
+# prefixes are added to it.
+MAX_NAME = 200
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -66,8 +72,15 @@ SETTINGS = [
 NAMED = {"epochs", "n_train", "precision"}
 
 
+def exact(value: float) -> str:
+    """A number as short as `:g` writes it when that reads back as the same number, else its
+    shortest exact form (0.0625 -> 0.0625, but 0.06250001 stays 0.06250001)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
 def run_name(spec: RunSpec, defaults: dict) -> str:
-    parts = [spec.dataset, spec.arch, f"f{spec.first_width}", f"w{spec.width:g}", spec.labels]
+    parts = [spec.dataset, spec.arch, f"f{spec.first_width}", f"w{exact(spec.width)}", spec.labels]
     if spec.inputs != "none":
         parts.append(spec.inputs)
     parts += [f"s{spec.seed}", f"e{spec.epochs}"]
@@ -96,6 +109,12 @@ def build_grid(experiments: dict, defaults: dict) -> dict[str, dict]:
         for values in itertools.product(*axes.values()):
             spec = RunSpec(**dict(zip(axes, values)), **{k: settings[k] for k in SETTINGS})
             name = run_name(spec, defaults)
+            if name in rows and rows[name]["spec"] != spec:
+                raise InputError(
+                    f"experiments.{block_name} gives run {name!r} the name of a different run "
+                    f"of experiments.{rows[name]['experiments'][0]}; allowed: values that stay "
+                    f"distinct in run names"
+                )
             rows.setdefault(name, {"spec": spec, "experiments": []})["experiments"].append(
                 block_name
             )

@@ -126,6 +126,12 @@ class Plan:
         models = self.pretrained_groups().get(int(k), []) + weight_files
         return expand("results/pretrained/weights/{model}.h5", model=models)
 
+    def pretrained_weights(self) -> list[str]:
+        """Every first-layer file of the pretrained study (the `pretrained` target lists them,
+        so that a deleted one is rebuilt)."""
+        groups = sorted(self.pretrained_groups())
+        return list(dict.fromkeys(f for k in groups for f in self.pretrained_layers(k)))
+
     # ---------------------------------------------------------------- figures and targets
     def patch_figures(self, kind: str) -> list[str]:
         """Every patch figure of one kind ("spectrum" or "components")."""
@@ -158,11 +164,18 @@ class Plan:
         names = []
         if specs:
             names += ["tables", "heatmap"]
-        if {spec.labels for spec in learned} >= {"true", "random"}:
+
+        def model(spec):
+            return (spec.dataset, spec.arch, spec.first_width, spec.width, spec.inputs)
+
+        unmanipulated = [spec for spec in specs if learned_unmanipulated(spec)]
+        true = {model(spec) for spec in unmanipulated if spec.labels == "true"}
+        if true & {model(spec) for spec in unmanipulated if spec.labels == "random"}:
             names.append("true_vs_random")
-        if any(spec.labels == "true" for spec in learned):
+        if true:
             names.append("consistency")
-        if any(spec.frozen for spec in specs):
+        trained = {model(spec) for spec in learned if spec.labels == "true"}
+        if trained & {model(spec) for spec in specs if spec.frozen and spec.labels == "true"}:
             names.append("frozen")
         return names
 
@@ -208,18 +221,57 @@ class Plan:
             targets += self.manipulation_figures()
         return targets
 
+    def used_datasets(self) -> list[str]:
+        """Every dataset a default target reads, with the parents of subsets."""
+        names = set(self.config["patches"]["datasets"]) | set(self.training_datasets)
+        names |= set(self.config["theory"]["datasets"])
+        specs = self.config["datasets"]
+        names |= {specs[n]["of"] for n in names if specs[n]["source"] == "subset"}
+        return sorted(names)
+
+    def intermediates(self) -> list[str]:
+        """Every file the default target builds on its way to the figures: listed in `all` so
+        that deleting one (a run, patch statistics, a dataset) rebuilds it and what depends on
+        it (Snakemake does not rebuild a missing intermediate whose consumers are up to date)."""
+        patches, theory = self.config["patches"], self.config["theory"]
+        stats = {(d, k) for d in patches["datasets"] for k in patches["k"]}
+        stats |= {(d, FIRST_LAYER_K) for d in self.training_datasets}
+        theory_k = (theory["k"], theory["whitening"]["k"])
+        stats |= {(d, k) for d in theory["datasets"] for k in theory_k}
+        features = {(d, theory["k"]) for d in theory["datasets"]}
+        files = expand("resources/datasets/{dataset}.h5", dataset=self.used_datasets())
+        files += [f"results/patches/{d}/k{k}.h5" for d, k in sorted(stats)]
+        files += expand(
+            "results/tables/theory/{dataset}/k{k}_{name}.csv",
+            dataset=theory["datasets"],
+            k=theory["k"],
+            name=["label_stats", "linear_cnn", "linear_cnn_curves"],
+        )
+        files += expand("results/tables/theory/{dataset}/whitening.csv", dataset=theory["datasets"])
+        if self.grid:
+            features |= {(d, FIRST_LAYER_K) for d in self.training_datasets}
+            files += self.runs() + [
+                f"results/tables/training/{name}.csv"
+                for name in ("profiles", "metrics", "tables", "run_correlations")
+            ]
+            files += [f"results/tables/theory/{n}.csv" for n in ("fits", "table3", "fit_curves")]
+        if self.manipulated_runs():
+            files += [
+                f"results/tables/theory/{n}.csv" for n in ("manipulations", "manipulations_summary")
+            ]
+        files += [f"results/theory/{d}/k{k}_images.h5" for d, k in sorted(features)]
+        return files
+
     def default_targets(self) -> list[str]:
-        patches = self.config["patches"]
-        return (
-            expand("resources/datasets/{dataset}.h5", dataset=patches["datasets"])
-            + expand(
-                "results/patches/{dataset}/k{k}.h5", dataset=patches["datasets"], k=patches["k"]
-            )
+        """The default target `all`: figures and tables, and every intermediate they need."""
+        targets = (
+            self.intermediates()
             + self.patch_figures("spectrum")
             + self.patch_figures("components")
             + [p for name in self.supported_training_figures() for p in self.training_figure(name)]
             + self.theory_targets()
         )
+        return list(dict.fromkeys(targets))
 
     def published(self) -> dict[str, str]:
         """{result file: its name under docs/results/<publish>/} for what this config builds."""

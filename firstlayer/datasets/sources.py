@@ -14,6 +14,7 @@ import os
 import shutil
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,23 +171,73 @@ def load_torchvision(
 # ---------------------------------------------------------------- ImageFolder trees
 
 
+ARCHIVE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error)
+
+
+def _archive_error(path: Path, err: Exception) -> DatasetError:
+    reason = " ".join(str(err).split())[:200] or type(err).__name__
+    return DatasetError(
+        f"{path}: truncated or corrupt archive ({reason}); replace it with a complete copy"
+    )
+
+
+def _files_below(path: Path):
+    """Every file below a folder, following symlinked folders (each real folder once)."""
+    seen = set()
+    for folder, subfolders, files in os.walk(path, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink loop or a folder linked twice
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders.sort()
+        for name in sorted(files):
+            file = Path(folder) / name
+            if file.is_file():
+                yield file
+
+
 def _members(path: Path):
     """Yield (relative posix path, read() -> bytes) for every file of a directory or archive."""
     name = path.name.lower()
     if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        for file in sorted(_files_below(path)):
             yield file.relative_to(path).as_posix(), file.read_bytes
     elif name.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
+        try:
+            archive = zipfile.ZipFile(path)
+            infos = archive.infolist()
+        except ARCHIVE_ERRORS as err:
+            raise _archive_error(path, err) from None
+        with archive:
+            for info in infos:
                 if not info.is_dir():
-                    yield info.filename, (lambda info=info: archive.read(info))
+
+                    def read(info=info):
+                        try:
+                            return archive.read(info)
+                        except ARCHIVE_ERRORS as err:
+                            raise _archive_error(path, err) from None
+
+                    yield info.filename, read
     elif name.endswith((".tar", ".tar.gz", ".tgz")):
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:  # sequential: fast for compressed tars
-                if member.isfile():
+        try:
+            archive = tarfile.open(path, "r:*")
+        except ARCHIVE_ERRORS as err:
+            raise _archive_error(path, err) from None
+        with archive:
+            members = iter(archive)
+            while True:  # sequential: fast for compressed tars
+                try:
+                    member = next(members, None)
+                    if member is None:
+                        break
+                    if not member.isfile():
+                        continue
                     data = archive.extractfile(member).read()
-                    yield member.name, (lambda data=data: data)
+                except ARCHIVE_ERRORS as err:
+                    raise _archive_error(path, err) from None
+                yield member.name, (lambda data=data: data)
     else:
         raise DatasetError(
             f"imagefolder path {path} is neither a directory nor a .zip/.tar/.tar.gz/.tgz archive"
@@ -306,6 +357,8 @@ def load_npz(
         archive = np.load(path, allow_pickle=False)
     except Exception as err:
         raise DatasetError(f"{path}: not a readable .npz file ({err})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{path}: a single .npy array, not an .npz archive of named arrays")
     with archive:
         available = sorted(archive.files)
 
@@ -322,6 +375,8 @@ def load_npz(
                     f"{path}: array {key!r} cannot be read without pickle "
                     f"({err}); store plain numeric arrays"
                 ) from None
+            except ARCHIVE_ERRORS as err:
+                raise _archive_error(path, err) from None
 
         pairs = {"train": (images, labels)}
         if (test_images is None) != (test_labels is None):
@@ -347,6 +402,11 @@ def load_npz(
                     f"{path}: array {label_key!r} has shape {y.shape} and dtype "
                     f"{y.dtype}; expected {len(x)} integer labels"
                 )
+            if len(y) and y.min() < 0:
+                raise DatasetError(
+                    f"{path}: array {label_key!r} holds label {int(y.min())}; labels must be "
+                    f"class indices 0, 1, ..."
+                )
             out_images[split], out_labels[split] = np.ascontiguousarray(x), y.astype(np.int64)
     if "test" not in out_images:
         out_images["test"] = out_images["train"][:0]
@@ -358,7 +418,8 @@ def load_npz(
         class_names = [str(i) for i in range(n_classes)]
     elif len(class_names) < n_classes:
         raise DatasetError(
-            f"{path}: {len(class_names)} class names for labels up to {n_classes - 1}"
+            f"{path}: label {n_classes - 1} is outside the {len(class_names)} class_names of "
+            f"the config; allowed: labels 0..{len(class_names) - 1}"
         )
     return Splits(
         out_images,

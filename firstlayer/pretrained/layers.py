@@ -139,8 +139,11 @@ def load_weight_file(path, tensor: str | None = None) -> np.ndarray:
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise WeightsError(f"{path}: refused ({err}); save a plain numeric array") from None
+        except Exception as err:  # pickled objects, a truncated or foreign file
+            reason = " ".join(str(err).split())[:200]
+            raise WeightsError(
+                f"{path}: refused, not a readable .npy array ({reason}); save a plain numeric array"
+            ) from None
     elif path.suffix in (".h5", ".hdf5"):
         return read_first_layer(path).weight
     else:
@@ -160,7 +163,36 @@ def load_weight_file(path, tensor: str | None = None) -> np.ndarray:
         )
     if not np.issubdtype(array.dtype, np.floating):
         raise WeightsError(f"{path}: weight of dtype {array.dtype}; expected floating point")
+    if not np.isfinite(array).all():
+        raise WeightsError(
+            f"{path}: weight holds {int((~np.isfinite(array)).sum())} NaN or infinite values; "
+            f"expected finite numbers"
+        )
     return array.astype(np.float64)
+
+
+def user_first_layer(name: str, spec: dict, groups) -> FirstLayer:
+    """The first layer in a user's weight file (config `pretrained.weight_files.<name>`), checked
+    against the configured groups: its kernel size must be one of `groups`, and a given input
+    normalisation needs one value per input channel."""
+    path = spec["path"]
+    weight = load_weight_file(path, spec.get("tensor"))
+    k, channels = weight.shape[-1], weight.shape[1]
+    if k not in groups:
+        raise WeightsError(
+            f"{path}: {k}x{k} filters, but pretrained.models has no group k{k}; add k{k}: [] "
+            f"(groups now: {', '.join(f'k{g}' for g in sorted(groups)) or 'none'})"
+        )
+    # An empty normalisation means "the dataset's own": resolved where the dataset is known.
+    mean = np.asarray(spec.get("input_mean") or [], np.float64)
+    std = np.asarray(spec.get("input_std") or [], np.float64)
+    for key, values in (("input_mean", mean), ("input_std", std)):
+        if values.size not in (0, channels):
+            raise WeightsError(
+                f"pretrained.weight_files.{name}.{key} has {values.size} values; allowed: one per "
+                f"input channel of {path} ({channels})"
+            )
+    return FirstLayer(name, weight, mean, std, source=f"file:{path}")
 
 
 def write_first_layer(path, layer: FirstLayer, provenance: dict | None = None) -> None:

@@ -41,6 +41,27 @@ def results_block(tables: pd.DataFrame, source: str, name: str) -> str:
     return "\n".join(lines + ["", end])
 
 
+def guarantees_block(cases) -> str:
+    """The Guarantees table of docs/reliability.md from the bad-input suite's case table: one
+    row per case (`kind`, `fault`, `guarantee`, `id` attributes), grouped by kind in order of
+    first appearance, with the test that checks it."""
+    begin, end = markers("guarantees")
+    kinds = list(dict.fromkeys(case.kind for case in cases))
+    lines = [
+        begin,
+        "",
+        f"{len(cases)} cases, each run through Snakemake on the tiny workflow by "
+        "`tests/test_bad_inputs.py` (generated from its case table):",
+        "",
+        "| class | fault | what the workflow does | test |",
+        "|---|---|---|---|",
+    ]
+    for kind in kinds:
+        for case in (c for c in cases if c.kind == kind):
+            lines.append(f"| {kind} | {case.fault} | {case.guarantee} | `{case.id}` |")
+    return "\n".join(lines + ["", end])
+
+
 def replace_block(text: str, block: str, name: str) -> str:
     begin, end = markers(name)
     start, stop = text.index(begin), text.index(end) + len(end)

@@ -32,6 +32,16 @@ def save(fig, *paths) -> None:
     plt.close(fig)
 
 
+def empty_figure(message: str, *paths) -> None:
+    """A figure the grid has no data for: it says so (and the job's log says so too)."""
+    print(f"nothing to plot: {message}")
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"nothing to plot: {message}", ha="center", va="center", wrap=True)
+        save(fig, *paths)
+
+
 def patch_spectrum(stats, title: str, *paths) -> None:
     """Eigenvalues of the patch covariance, descending, on a log scale."""
     with plt.rc_context(STYLE):
@@ -118,6 +128,8 @@ def profile_lines(
 
 def correlation_heatmap(table: pd.DataFrame, title: str, *paths) -> None:
     """Heatmap of a tidy correlation table (a, b, correlation)."""
+    if table.empty:
+        return empty_figure("no profiles to correlate", *paths)
     matrix = table.pivot(index="a", columns="b", values="correlation")
     order = list(dict.fromkeys(table["a"]))
     matrix = matrix.loc[order, order]
@@ -145,6 +157,8 @@ def correlation_heatmap(table: pd.DataFrame, title: str, *paths) -> None:
 def true_vs_random(final: pd.DataFrame, *paths) -> None:
     """Mean learned profile (max-normalised) with a ±1 std band over seeds, true vs random labels,
     one panel per dataset."""
+    if final.empty:
+        return empty_figure("no model has runs with both true and random labels", *paths)
     datasets = sorted(final["dataset"].unique())
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
@@ -170,6 +184,8 @@ def true_vs_random(final: pd.DataFrame, *paths) -> None:
 def consistency(final: pd.DataFrame, init: pd.DataFrame, *paths) -> None:
     """Learned profiles of every model and dataset (mean over seeds), with the profile of one
     random initialisation dashed for contrast."""
+    if final.empty:
+        return empty_figure("no learned runs with true labels", *paths)
     final = final.assign(
         model=final["dataset"] + " " + final["arch"] + " f" + final["first_width"].astype(str)
     )
@@ -184,14 +200,15 @@ def consistency(final: pd.DataFrame, init: pd.DataFrame, *paths) -> None:
             ax=ax,
             linewidth=1,
         )
-        one = init[init["run"] == init["run"].iloc[0]].sort_values("component")
-        ax.plot(
-            one["component"],
-            one["energy_raw_normalised"],
-            "k--",
-            linewidth=1,
-            label="a random init",
-        )
+        if not init.empty:
+            one = init[init["run"] == init["run"].iloc[0]].sort_values("component")
+            ax.plot(
+                one["component"],
+                one["energy_raw_normalised"],
+                "k--",
+                linewidth=1,
+                label="a random init",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("principal component of patches")
         ax.set_ylabel("energy (max = 1)")
@@ -201,6 +218,8 @@ def consistency(final: pd.DataFrame, init: pd.DataFrame, *paths) -> None:
 
 def frozen_curves(metrics: pd.DataFrame, *paths) -> None:
     """Train/test loss and accuracy against step, first layer frozen at init vs learned."""
+    if metrics.empty:
+        return empty_figure("no model has true-label runs both frozen and learned", *paths)
     metrics = metrics.assign(first_layer=np.where(metrics["frozen"], "frozen", "learned"))
     panels = [
         ("train_loss", "train loss"),
@@ -227,6 +246,8 @@ def frozen_curves(metrics: pd.DataFrame, *paths) -> None:
 
 def table_figure(table: pd.DataFrame, title: str, *paths) -> None:
     """A small table (e.g. Tables 1 and 2) rendered as a figure."""
+    if table.empty:
+        return empty_figure(f"{title}: no rows", *paths)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7, 0.4 + 0.3 * (len(table) + 1)))
         ax.set_axis_off()
@@ -244,16 +265,16 @@ def table_figure(table: pd.DataFrame, title: str, *paths) -> None:
 def training_figure(figure: str, profiles_csv, metrics_csv, correlations_csv, *paths) -> None:
     """One training figure by name: true_vs_random, consistency, frozen or heatmap."""
     from firstlayer.common.settings import learned_unmanipulated
-    from firstlayer.training.analysis import final_profiles, with_both
+    from firstlayer.training.analysis import final_profiles, read_table, with_both
 
-    profiles = pd.read_csv(profiles_csv)
+    profiles = read_table(profiles_csv)  # labels stay text
     learned = final_profiles(profiles[learned_unmanipulated(profiles)])
     if figure == "true_vs_random":
         true_vs_random(with_both(learned, "labels", ("true", "random")), *paths)
     elif figure == "consistency":
         consistency(learned[learned["labels"] == "true"], profiles[profiles["step"] == 0], *paths)
     elif figure == "frozen":
-        metrics = pd.read_csv(metrics_csv)
+        metrics = read_table(metrics_csv)
         true = metrics[metrics["labels"] == "true"]
         frozen_curves(with_both(true, "frozen", (True, False)), *paths)
     else:

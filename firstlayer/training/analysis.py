@@ -22,6 +22,13 @@ SPEC_COLUMNS = [
 ]
 
 
+def read_table(path) -> pd.DataFrame:
+    """A profiles or metrics table as written: label settings and input transforms stay text
+    (pandas would read a column holding only `true` as booleans, and every comparison of
+    `labels == "true"` would then find nothing)."""
+    return pd.read_csv(path, dtype={"labels": str, "inputs": str})
+
+
 def run_profiles(name: str, run, stats) -> pd.DataFrame:
     """Tidy profiles of one run at every recorded step: of the change from init (`energy`) and
     of the raw weights (`energy_raw`), raw and max-normalised."""
@@ -147,13 +154,33 @@ def run_correlations(profiles: pd.DataFrame) -> pd.DataFrame:
     return correlation_table(_vectors(final_profiles(profiles), "energy"))
 
 
+# Every comparison of Tables 1 and 2, in the paper's order.
+COMPARISONS = [
+    ("Table 1", "across seeds"),
+    ("Table 1", "across first-layer widths"),
+    ("Table 1", "trained vs init"),
+    ("Table 1", "VGG vs ResNet"),
+    ("Table 2", "random labels vs init"),
+    ("Table 2", "true vs random labels"),
+]
+NO_PAIRS = "no pairs in this grid"
+
+
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Tables 1/2 as text cells 'mean ± std (n)' for rendering."""
-    shown = table.copy()
-    shown["correlation"] = [
-        f"{m:.2f} ± {s:.2f}  (n={n})" for m, s, n in zip(shown["mean"], shown["std"], shown["n"])
-    ]
-    return shown[["table", "comparison", "dataset", "correlation"]]
+    """Tables 1/2 as text cells 'mean ± std (n)' for rendering (the spread only when n >= 2);
+    a comparison the grid has no pairs (or runs) for says so instead of being left out."""
+    rows = []
+    for dataset in sorted(table["dataset"].unique()) or ["any"]:
+        found = table[table["dataset"] == dataset].set_index("comparison")
+        for name, comparison in COMPARISONS:
+            if comparison in found.index:
+                row = found.loc[comparison]
+                spread = f" ± {row['std']:.2f}" if row["n"] >= 2 else ""
+                cell = f"{row['mean']:.2f}{spread}  (n={row['n']})"
+            else:
+                cell = NO_PAIRS
+            rows.append((name, comparison, dataset, cell))
+    return pd.DataFrame(rows, columns=["table", "comparison", "dataset", "correlation"])
 
 
 MODEL_COLUMNS = ["dataset", "arch", "first_width", "width", "inputs"]

@@ -1,0 +1,1010 @@
+"""A hostile user's bad inputs and faults, each run through Snakemake on the tiny npz workflow.
+
+Every case in CASES states the fault and what the workflow guarantees; docs/reliability.md's
+Guarantees table is generated from this table (a test checks they agree). A failing case must
+end non-zero with exactly one error line naming the key or file, no traceback, no partial output
+and the user's files untouched; a rebuild case must rerun exactly the listed jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from conftest import GRID_CONFIG, ROOT, SNAKEMAKE, grid_workdir, smooth_images
+
+from firstlayer.report.markdown import guarantees_block, markers, replace_block
+
+pytestmark = pytest.mark.workflow
+
+CONFIG_LINE = "stops before any job: one line naming the key, the value and what is allowed"
+JOB_LINE = "the job stops with one line naming the file and what to do"
+RUN = "toy_vgg11_f8_w0.0625_{labels}_s{seed}_e2_n48"
+# Every job of the tiny grid (GRID_CONFIG), as Snakemake counts them.
+ALL_JOBS = {
+    "dataset": 1,
+    "patch_stats": 1,
+    "train": 4,
+    "filters_figure": 2,
+    "formula_figure": 1,
+    "image_features": 1,
+    "plot_patch_components": 1,
+    "plot_patch_spectrum": 1,
+    "training_profiles": 1,
+    "whitening": 1,
+    "consistency_tables": 1,
+    "formula_fits": 1,
+    "label_stats": 1,
+    "linear_cnn": 1,
+    "plot_consistency": 1,
+    "plot_heatmap": 1,
+    "plot_true_vs_random": 1,
+    "all": 1,
+}
+# The jobs downstream of the training profiles table (all of them read it).
+PROFILE_JOBS = {
+    "training_profiles": 1,
+    "consistency_tables": 1,
+    "plot_consistency": 1,
+    "plot_heatmap": 1,
+    "plot_true_vs_random": 1,
+    "formula_fits": 1,
+    "all": 1,
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    kind: str
+    fault: str
+    guarantee: str
+    check: object = field(repr=False, compare=False)
+
+
+# ------------------------------------------------------------------ running and judging
+
+
+def snakemake(path, *args, repo: Path = ROOT):
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    command = [*SNAKEMAKE[:-1], str(repo / "Snakefile")] if repo != ROOT else SNAKEMAKE
+    return subprocess.run(
+        [*command, "--directory", str(path), "--configfile", "config.yaml", *args],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def assert_one_line(result, *needles, prefix="error:"):
+    """A failure: non-zero exit, exactly one error line, naming every needle, no traceback."""
+    output = result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith(prefix)]
+    assert result.returncode != 0, output[-3000:]
+    assert len(lines) == 1, output[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in output, output[-3000:]
+
+
+def user_files(path: Path) -> dict[str, str]:
+    """Checksums of everything the user put in the work folder (not what the workflow made)."""
+    made = {"results", "resources", "logs", "benchmarks", "checkpoints", ".snakemake"}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.relative_to(path).parts[0] not in made
+    }
+
+
+def leftovers(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if ".tmp" in p.name and ".snakemake" not in p.parts]
+
+
+def job_counts(result) -> dict[str, int]:
+    """{rule: jobs} of a dry run's job table ({} when nothing is to be done)."""
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    lines = result.stdout.splitlines()
+    if "Job stats:" not in lines:
+        assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-2000:]
+        return {}
+    rows = lines[lines.index("Job stats:") + 3 :]
+    counts = {}
+    for row in rows[: next(i for i, r in enumerate(rows) if r.startswith("total"))]:
+        name, count = row.split()
+        counts[name] = int(count)
+    return counts
+
+
+def merged(override: str) -> str:
+    config = yaml.safe_load(GRID_CONFIG)
+    for key, value in yaml.safe_load(override).items():
+        config[key] = {**config[key], **value} if isinstance(config.get(key), dict) else value
+    return yaml.safe_dump(config)
+
+
+# ------------------------------------------------------------------ 1. configuration mistakes
+
+
+def config_case(id, kind, override, needle, fault, raw=None, files=None):
+    def check(tmp_path, request):
+        path = grid_workdir(tmp_path / "w", raw or merged(override))
+        for name, write in (files or {}).items():
+            write(path / name)
+        result = snakemake(path, "--cores", "1")
+        assert_one_line(result, needle, prefix="config error:")
+        assert not (path / "results").exists() and not (path / "resources").exists()
+
+    return Case(id, kind, fault, CONFIG_LINE, check)
+
+
+def npy(shape, value=None):
+    def write(path):
+        array = np.random.default_rng(0).normal(size=shape)
+        if value is not None:
+            array.flat[0] = value
+        np.save(path, array)
+
+    return write
+
+
+WRONG = "silently wrong"
+TRACEBACK = "traceback instead of one line"
+STALE = "stale result reused"
+GRIDS = "grid the default config does not cover"
+
+CONFIG_CASES = [
+    config_case(
+        "nan_lr", WRONG, "training: {lr: .nan}", "training.lr = nan; must be a finite", "`lr: .nan`"
+    ),
+    config_case(
+        "inf_lr", WRONG, "training: {lr: .inf}", "training.lr = inf; must be a finite", "`lr: .inf`"
+    ),
+    config_case(
+        "nan_momentum",
+        WRONG,
+        "training: {momentum: .nan}",
+        "training.momentum = nan",
+        "`momentum: .nan`",
+    ),
+    config_case(
+        "nan_tau",
+        WRONG,
+        "theory: {tau_range: [.nan, 10.0]}",
+        "theory.tau_range[0] = nan",
+        "`tau_range: [.nan, 10]`",
+    ),
+    config_case(
+        "duplicate_key",
+        WRONG,
+        None,
+        "key 'training' appears twice",
+        "a key written twice in the config file",
+        raw=GRID_CONFIG + "training: {epochs: 3}\n",
+    ),
+    config_case(
+        "npz_resize",
+        WRONG,
+        "datasets: {toy: {source: npz, path: toy.npz, resize: [8, 8]}}",
+        "datasets.toy.resize does not apply to source 'npz'",
+        "`resize` on an npz dataset",
+    ),
+    config_case(
+        "npz_mode",
+        WRONG,
+        "datasets: {toy: {source: npz, path: toy.npz, mode: RGB}}",
+        "datasets.toy.mode does not apply to source 'npz'",
+        "`mode` on an npz dataset",
+    ),
+    config_case(
+        "imagefolder_archive",
+        WRONG,
+        "datasets: {toy: {source: imagefolder, path: toy.npz, archive: x.tar.gz}}",
+        "datasets.toy.archive does not apply to source 'imagefolder'",
+        "`archive` on an imagefolder dataset",
+    ),
+    config_case(
+        "weight_group_missing",
+        WRONG,
+        "pretrained: {dataset: toy, models: {k3: []}, weight_files: {w: {path: w5.npy}}}",
+        "holds 5x5 filters, but pretrained.models has no group k5",
+        "an .npy weight file whose kernel-size group is not listed",
+        files={"w5.npy": npy((4, 3, 5, 5))},
+    ),
+    config_case(
+        "float_epochs",
+        TRACEBACK,
+        "training: {epochs: 2.0}",
+        "training.epochs = 2.0; expected integer (write 2",
+        "`epochs: 2.0`",
+    ),
+    config_case("float_k", TRACEBACK, "patches: {k: [3.0]}", "patches.k[0] = 3.0", "`k: [3.0]`"),
+    config_case(
+        "float_batch",
+        TRACEBACK,
+        "experiments: {a: {datasets: [toy], settings: {batch_size: 16.0}}}",
+        "experiments.a.settings.batch_size = 16.0",
+        "`batch_size: 16.0` in a block's settings",
+    ),
+    config_case(
+        "float_steps",
+        TRACEBACK,
+        "theory: {linear_cnn: {steps: [10.5]}}",
+        "theory.linear_cnn.steps[0] = 10.5",
+        "`steps: [10.5]`",
+    ),
+    config_case(
+        "inf_width",
+        TRACEBACK,
+        "experiments: {a: {datasets: [toy], widths: [.inf]}}",
+        "experiments.a.widths[0] = inf",
+        "`widths: [.inf]`",
+    ),
+    config_case(
+        "mean_without_std",
+        TRACEBACK,
+        "pretrained: {dataset: toy, models: {k3: []}, weight_files: "
+        "{w: {path: w3.npy, input_mean: [0.5, 0.5, 0.5]}}}",
+        "pretrained.weight_files.w gives only one of input_mean and input_std",
+        "`input_mean` without `input_std`",
+        files={"w3.npy": npy((4, 3, 3, 3))},
+    ),
+    config_case(
+        "norm_lengths",
+        TRACEBACK,
+        "pretrained: {dataset: toy, models: {k3: []}, weight_files: "
+        "{w: {path: w3.npy, input_mean: [0.5, 0.5, 0.5], input_std: [0.2, 0.2]}}}",
+        "pretrained.weight_files.w.input_std = [0.2, 0.2]",
+        "`input_mean` and `input_std` of different lengths",
+        files={"w3.npy": npy((4, 3, 3, 3))},
+    ),
+    config_case(
+        "long_name",
+        TRACEBACK,
+        "experiments: {" + "b" * 70 + ": {datasets: [toy]}}",
+        "keys must be at most 64 characters",
+        "a 70-character block name (passes the pattern, not the file system)",
+    ),
+]
+
+
+def distinct_widths(tmp_path, request):
+    """0.0625 and 0.06250001 both print as 0.0625 with `:g`: both runs are planned, apart."""
+    block = "{datasets: [toy], first_widths: [8], widths: [0.0625, 0.06250001], seeds: [0]}"
+    path = grid_workdir(tmp_path / "w", merged(f"experiments: {{a: {block}}}"))
+    result = snakemake(path, "-n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for width in ("0.0625", "0.06250001"):
+        assert f"results/runs/toy_vgg11_f8_w{width}_true_s0_e2_n48.h5" in result.stdout
+
+
+CONFIG_CASES.append(
+    Case(
+        "widths_collide",
+        WRONG,
+        "two widths that print alike (0.0625, 0.06250001)",
+        "both runs are planned, under distinct names",
+        distinct_widths,
+    )
+)
+
+
+# ------------------------------------------------------------------ 2. bad files in jobs
+# All bad user files sit in one work folder, each its own dataset or weight file, and one
+# Snakemake run (--keep-going) builds every one of them: each job must fail on its own, with its
+# own single line naming its file.
+
+
+@dataclass(frozen=True)
+class BadFile:
+    id: str
+    kind: str
+    fault: str
+    needles: tuple  # in the job's one error line ({file}: the user file's name)
+    file: str  # the user file or folder, in the work folder
+    write: object = field(repr=False)  # write(path): creates the bad file at path
+    entry: dict = field(default_factory=dict)  # its config entry besides the path
+    weights: bool = False  # a pretrained weight file (else a dataset)
+
+    @property
+    def key(self) -> str:
+        return self.id if self.weights else self.id.replace("_", "-")
+
+    @property
+    def target(self) -> str:
+        if self.weights:
+            return f"results/pretrained/weights/{self.key}.h5"
+        return f"resources/datasets/{self.key}.h5"
+
+
+def npz_file(**changes):
+    def write(path):
+        images = smooth_images(60, 16, 16, 3)
+        arrays = {"x": images, "y": np.arange(60) % 3, "xt": images[:10], "yt": np.arange(10) % 3}
+        np.savez(path, **{**arrays, **changes})
+
+    return write
+
+
+def halve(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def halved(write):
+    return lambda path: (write(path), halve(path))
+
+
+def text(path):
+    path.write_text("this is not what the extension says\n")
+
+
+def npy_array(path):
+    with open(path, "wb") as handle:
+        np.save(handle, smooth_images(4, 16, 16, 3))
+
+
+def image_tree(root: Path, broken: str | None = None) -> Path:
+    from PIL import Image
+
+    for split, count in (("train", 4), ("test", 2)):
+        for c, name in enumerate(["ant", "bee", "cat"]):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, image in enumerate(smooth_images(count, 16, 16, 3, seed=c)):
+                Image.fromarray(image).save(folder / f"{i}.png")
+    if broken:
+        (root / broken).write_bytes(b"not a png")
+    return root
+
+
+def zipped(path):
+    root = image_tree(path.with_suffix(".tree"))
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted(root.rglob("*.png")):
+            archive.write(file, file.relative_to(root).as_posix())
+    shutil.rmtree(root)
+    halve(path)
+
+
+def tarred(path):
+    root = image_tree(path.parent / "tar.tree")
+    with tarfile.open(path, "w:gz") as archive:
+        archive.add(root, arcname=".")
+    shutil.rmtree(root)
+    halve(path)
+
+
+def symlinked_class(path):
+    root = image_tree(path)
+    elsewhere = path.parent / "elsewhere-cat"
+    shutil.move(root / "train" / "cat", elsewhere)
+    (root / "train" / "cat").symlink_to(elsewhere.resolve(), target_is_directory=True)
+
+
+def array(values):
+    return lambda path: np.save(path, values)
+
+
+def torch_file(values):
+    def write(path):
+        import torch
+
+        torch.save({"conv1.weight": torch.as_tensor(values)}, path)
+
+    return write
+
+
+def with_nan():
+    values = np.random.default_rng(0).normal(size=(4, 3, 3, 3))
+    values[1, 0, 0, 0] = np.nan
+    return values
+
+
+NPZ = {"source": "npz", "test_images": "xt", "test_labels": "yt"}
+FOLDER = {"source": "imagefolder"}
+TENSOR = {"tensor": "conv1.weight"}
+CONV3 = np.ones((4, 3, 3, 3), np.float32)
+BAD_FILES = [
+    BadFile(
+        "npz_float_images",
+        TRACEBACK,
+        "npz images stored as float32",
+        ("'x' has dtype float32; images must be uint8",),
+        "float.npz",
+        npz_file(x=smooth_images(60, 16, 16, 3).astype(np.float32)),
+        NPZ,
+    ),
+    BadFile(
+        "npz_negative_label",
+        TRACEBACK,
+        "a label of -1 in the npz",
+        ("holds label -1",),
+        "negative.npz",
+        npz_file(y=np.arange(60) % 3 - 1),
+        NPZ,
+    ),
+    BadFile(
+        "npz_label_range",
+        TRACEBACK,
+        "labels beyond the configured class names",
+        ("label 2 is outside the 2 class_names",),
+        "range.npz",
+        npz_file(),
+        {**NPZ, "class_names": ["a", "b"]},
+    ),
+    BadFile(
+        "npz_label_count",
+        TRACEBACK,
+        "fewer labels than images",
+        ("expected 60 integer labels",),
+        "count.npz",
+        npz_file(y=np.arange(50) % 3),
+        NPZ,
+    ),
+    BadFile(
+        "npz_truncated",
+        TRACEBACK,
+        "a truncated .npz",
+        ("not a readable .npz file",),
+        "truncated.npz",
+        halved(npz_file()),
+        NPZ,
+    ),
+    BadFile(
+        "npz_is_text",
+        TRACEBACK,
+        "a text file named .npz",
+        ("not a readable .npz file",),
+        "text.npz",
+        text,
+        NPZ,
+    ),
+    BadFile(
+        "npz_is_npy",
+        TRACEBACK,
+        "a single .npy array named .npz",
+        ("a single .npy array, not an .npz archive",),
+        "single.npz",
+        npy_array,
+        NPZ,
+    ),
+    BadFile(
+        "zip_truncated",
+        TRACEBACK,
+        "a truncated ImageFolder .zip",
+        ("truncated or corrupt archive",),
+        "images.zip",
+        zipped,
+        FOLDER,
+    ),
+    BadFile(
+        "tar_truncated",
+        TRACEBACK,
+        "a truncated ImageFolder .tar.gz",
+        ("truncated or corrupt archive",),
+        "images.tar.gz",
+        tarred,
+        FOLDER,
+    ),
+    BadFile(
+        "image_not_decodable",
+        TRACEBACK,
+        "a file that is not an image under a .png name",
+        ("cannot decode image train/bee/bad.png",),
+        "broken",
+        lambda path: image_tree(path, broken="train/bee/bad.png"),
+        FOLDER,
+    ),
+    BadFile(
+        "imagefolder_symlink",
+        WRONG,
+        "an ImageFolder class folder that is a symlink",
+        (),  # no error: the dataset is built with every class
+        "linked",
+        symlinked_class,
+        FOLDER,
+    ),
+    BadFile(
+        "weights_nan",
+        TRACEBACK,
+        "a weight file holding NaN",
+        ("weight holds 1 NaN or infinite values",),
+        "nan.npy",
+        array(with_nan()),
+        weights=True,
+    ),
+    BadFile(
+        "weights_npy_truncated",
+        TRACEBACK,
+        "a truncated .npy weight file",
+        ("refused, not a readable .npy array",),
+        "truncated.npy",
+        halved(array(np.ones((4, 3, 3, 3)))),
+        weights=True,
+    ),
+    BadFile(
+        "weights_not_conv",
+        TRACEBACK,
+        "a 2-D array as a first layer",
+        ("weight of shape (4, 27); expected a first conv layer",),
+        "flat.npy",
+        array(np.ones((4, 27))),
+        weights=True,
+    ),
+    BadFile(
+        "weights_pt_is_text",
+        TRACEBACK,
+        "a text file named .pt",
+        ("not a safely loadable PyTorch file",),
+        "text.pt",
+        text,
+        TENSOR,
+        weights=True,
+    ),
+    BadFile(
+        "weights_pt_group",
+        WRONG,
+        "a checkpoint whose 5x5 first layer joins no configured group",
+        ("5x5 filters, but pretrained.models has no group k5",),
+        "k5.pt",
+        torch_file(np.ones((4, 3, 5, 5), np.float32)),
+        TENSOR,
+        weights=True,
+    ),
+    BadFile(
+        "weights_norm_channels",
+        TRACEBACK,
+        "a normalisation with 2 values for 3 input channels",
+        ("input_mean has 2 values; allowed: one per input channel of",),
+        "norm.pt",
+        torch_file(CONV3),
+        {**TENSOR, "input_mean": [0.5, 0.5], "input_std": [0.2, 0.2]},
+        weights=True,
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_files_run(tmp_path_factory):
+    """Every bad file in one work folder and one Snakemake run over all their jobs."""
+    config = yaml.safe_load(GRID_CONFIG)
+    config["pretrained"] = {"dataset": "toy", "models": {"k3": []}, "weight_files": {}}
+    path = grid_workdir(tmp_path_factory.mktemp("bad_files") / "w")
+    for bad in BAD_FILES:
+        bad.write(path / bad.file)
+        section = config["pretrained"]["weight_files"] if bad.weights else config["datasets"]
+        section[bad.key] = {**bad.entry, "path": bad.file}
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    before = user_files(path)
+    targets = [bad.target for bad in BAD_FILES]
+    result = snakemake(path, "--cores", "2", "--keep-going", *targets)
+    return path, result, before
+
+
+def bad_file_case(bad: BadFile) -> Case:
+    def check(tmp_path, request):
+        path, result, before = request.getfixturevalue("bad_files_run")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
+        assert user_files(path) == before  # nothing of the user's touched
+        assert leftovers(path) == []
+        mine = [
+            line
+            for line in result.stderr.splitlines()
+            if line.startswith("error:") and bad.file in line
+        ]
+        if not bad.needles:  # the fault is handled, not refused
+            assert mine == [] and (path / bad.target).is_file()
+            from firstlayer.datasets.sources import DatasetFile
+
+            with DatasetFile(path / bad.target) as data:
+                assert data.class_names == ["ant", "bee", "cat"]
+                assert np.bincount(data.labels("train")).tolist() == [4, 4, 4]
+            return
+        assert len(mine) == 1, output[-3000:]
+        for needle in bad.needles:
+            assert needle in mine[0], mine[0]
+        assert not (path / bad.target).exists()
+
+    guarantee = (
+        "read like any other class folder (all classes, all images)"
+        if not bad.needles
+        else JOB_LINE
+    )
+    return Case(bad.id, bad.kind, bad.fault, guarantee, check)
+
+
+DATA_CASES = [bad_file_case(bad) for bad in BAD_FILES]
+
+
+def test_each_bad_file_fails_with_exactly_its_own_line(bad_files_run):
+    _, result, _ = bad_files_run
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == sum(1 for bad in BAD_FILES if bad.needles), errors
+
+
+# ------------------------------------------------------------------ 3. what reruns after a change
+
+
+@pytest.fixture(scope="module")
+def built(local_grid_run):
+    """The tiny grid, built once per session (shared with the reliability tests)."""
+    return local_grid_run
+
+
+def copy_of(built: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the built work folder and of the workflow's code (so code can be edited)."""
+    work = tmp_path / "work"
+    shutil.copytree(built, work, symlinks=True)
+    repo = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("Snakefile", "rules", "scripts", "config", "profiles", "report", "envs"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, symlinks=True, ignore=ignore)
+        else:
+            repo.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    shutil.copytree(ROOT / "firstlayer", repo / "firstlayer", ignore=ignore)
+    return work, repo
+
+
+def rerun_case(id, fault, change, expected, kind=STALE):
+    def check(tmp_path, request):
+        work, repo = copy_of(request.getfixturevalue("built"), tmp_path)
+        change(work, repo)
+        assert job_counts(snakemake(work, "-n", repo=repo)) == expected
+
+    if not expected:
+        guarantee = "nothing reruns"
+    elif expected == ALL_JOBS:
+        guarantee = f"every job reruns ({sum(ALL_JOBS.values()) - 1})"
+    else:
+        guarantee = "reruns exactly: " + ", ".join(
+            f"{rule} ({count})" if count > 1 else rule
+            for rule, count in expected.items()
+            if rule != "all"
+        )
+    return Case(id, kind, fault, guarantee, check)
+
+
+def append_code(relative, text):
+    def change(work, repo):
+        path = repo / relative
+        path.write_text(path.read_text() + text)
+
+    return change
+
+
+def edit_docs(relative):
+    """A comment added and the module docstring reworded; the code stays the same."""
+
+    def change(work, repo):
+        path = repo / relative
+        source = path.read_text()
+        assert source.startswith('"""')
+        path.write_text('"""Reworded. ' + source[3:].replace("\n\n", "\n\n# a note\n", 1))
+
+    return change
+
+
+def touch_everything(work, repo):
+    later = 4_000_000_000  # 2096: every source file newer than every result
+    for path in repo.rglob("*"):
+        if path.is_file():
+            os.utime(path, (later, later))
+
+
+def reorder_config(work, repo):
+    def reverse(value):
+        if isinstance(value, dict):
+            return {k: reverse(value[k]) for k in reversed(list(value))}
+        return value
+
+    config = reverse(yaml.safe_load((work / "config.yaml").read_text()))
+    config["training"] = {"lr": 1.0e-2, **config["training"]}  # the default, spelled out
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def rewrite_same_bytes(work, repo):
+    content = (work / "toy.npz").read_bytes()
+    (work / "toy.npz").unlink()
+    (work / "toy.npz").write_bytes(content)
+
+
+def replace_images(work, repo):
+    with np.load(work / "toy.npz") as archive:
+        arrays = dict(archive)
+    np.savez(work / "toy.npz", **{**arrays, "x": arrays["x"][::-1].copy()})
+
+
+def delete(relative):
+    return lambda work, repo: (work / relative).unlink()
+
+
+def set_config(override):
+    return lambda work, repo: (work / "config.yaml").write_text(merged(override))
+
+
+RERUN_CASES = [
+    rerun_case(
+        "checkout_unchanged",
+        "the workflow checked out again: every source file newer, no content changed",
+        touch_everything,
+        {},
+    ),
+    rerun_case(
+        "comment_edit",
+        "a comment and a docstring edited in firstlayer/training/analysis.py",
+        edit_docs("firstlayer/training/analysis.py"),
+        {},
+    ),
+    rerun_case(
+        "code_edit_analysis",
+        "the code of firstlayer/training/analysis.py changed",
+        append_code("firstlayer/training/analysis.py", "\nEXTRA = 1\n"),
+        PROFILE_JOBS,
+    ),
+    rerun_case(
+        "code_edit_label_stats",
+        "the code of firstlayer/theory/label_stats.py changed",
+        append_code("firstlayer/theory/label_stats.py", "\nEXTRA = 1\n"),
+        {"label_stats": 1, "all": 1},
+    ),
+    rerun_case(
+        "code_edit_foundation",
+        "the code of firstlayer/h5io.py (read and written by every stage) changed",
+        append_code("firstlayer/h5io.py", "\nEXTRA = 1\n"),
+        ALL_JOBS,
+    ),
+    rerun_case(
+        "config_reordered",
+        "config keys reordered and a default written out (`lr: 1.0e-2`)",
+        reorder_config,
+        {},
+    ),
+    rerun_case(
+        "npz_rewritten_same",
+        "the .npz written again with the same bytes (a new modification time)",
+        rewrite_same_bytes,
+        {},
+    ),
+    rerun_case(
+        "npz_changed_in_place",
+        "the .npz replaced in place by different images",
+        replace_images,
+        ALL_JOBS,
+    ),
+    rerun_case(
+        "setting_changed",
+        "one theory setting changed (`linear_cnn.runs`)",
+        set_config("theory: {linear_cnn: {runs: 3, steps: [10]}}"),
+        {"linear_cnn": 1, "all": 1},
+    ),
+    rerun_case(
+        "run_deleted",
+        "a run file deleted",
+        delete(f"results/runs/{RUN.format(labels='random', seed=1)}.h5"),
+        {"train": 1, **PROFILE_JOBS},
+    ),
+    rerun_case(
+        "patch_stats_deleted",
+        "the patch statistics deleted",
+        delete("results/patches/toy/k3.h5"),
+        {
+            key: value
+            for key, value in ALL_JOBS.items()
+            if key not in ("dataset", "train", "filters_figure")
+        },
+    ),
+    rerun_case(
+        "features_deleted",
+        "the per-image features deleted",
+        delete("results/theory/toy/k3_images.h5"),
+        {"image_features": 1, "label_stats": 1, "linear_cnn": 1, "formula_fits": 1, "all": 1},
+    ),
+    rerun_case(
+        "dataset_deleted",
+        "the dataset file deleted",
+        delete("resources/datasets/toy.h5"),
+        ALL_JOBS,
+    ),
+]
+
+
+# ------------------------------------------------------------------ 4. corrupted intermediates
+# Three intermediates damaged in one copy of the built work folder, their consumers run together.
+
+
+def flip_a_bit(path):
+    with h5py.File(path, "r") as handle:
+        extents = []
+        handle.visititems(
+            lambda name, obj: (
+                extents.append((obj.id.get_offset(), obj.id.get_storage_size()))
+                if isinstance(obj, h5py.Dataset) and obj.id.get_offset() is not None
+                else None
+            )
+        )
+    offset, size = max(extents, key=lambda extent: extent[1])
+    with open(path, "r+b") as handle:
+        handle.seek(offset + size // 2)
+        byte = handle.read(1)[0]
+        handle.seek(offset + size // 2)
+        handle.write(bytes([byte ^ 0x10]))
+
+
+def drop_an_array(path):
+    with h5py.File(path, "a") as handle:
+        del handle[sorted(n for n in handle if isinstance(handle[n], h5py.Dataset))[0]]
+
+
+TRUE_RUN = RUN.format(labels="true", seed=0)
+# (id, fault, damaged file, damage, a target that reads it, what its one line says)
+DAMAGE = [
+    (
+        "patch_stats_bit_flip",
+        "one bit flipped inside the patch statistics",
+        "results/patches/toy/k3.h5",
+        flip_a_bit,
+        "results/figures/theory/toy/k3_formula.png",
+        ("corrupted", "rule `patch_stats` rebuilds it"),
+    ),
+    (
+        "run_missing_array",
+        "an array deleted from a run file (still valid HDF5)",
+        f"results/runs/{TRUE_RUN}.h5",
+        drop_an_array,
+        f"results/figures/theory/filters/{TRUE_RUN}.png",
+        ("corrupted", "rule `train` rebuilds it"),
+    ),
+    (
+        "features_truncated",
+        "the per-image features truncated",
+        "results/theory/toy/k3_images.h5",
+        halve,
+        "results/tables/theory/toy/k3_label_stats.csv",
+        ("not a readable HDF5 file", "rule `image_features` rebuilds it"),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def damaged_run(built, tmp_path_factory):
+    work, repo = copy_of(built, tmp_path_factory.mktemp("damaged"))
+    for _, _, relative, damage, _, _ in DAMAGE:
+        damage(work / relative)
+    targets = [target for *_, target, _ in DAMAGE]
+    return work, snakemake(work, "--cores", "2", "--keep-going", *targets, repo=repo)
+
+
+def damage_case(id, fault, relative, damage, target, needles) -> Case:
+    def check(tmp_path, request):
+        work, result = request.getfixturevalue("damaged_run")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
+        mine = [
+            line
+            for line in result.stderr.splitlines()
+            if line.startswith("error:") and relative in line
+        ]
+        assert len(mine) == 1, output[-3000:]
+        for needle in needles:
+            assert needle in mine[0], mine[0]
+        assert not (work / target).exists()  # the failed job leaves no output behind
+        assert leftovers(work) == []
+
+    return Case(id, WRONG, fault, "refused when read: one line naming the file and its rule", check)
+
+
+CORRUPT_CASES = [damage_case(*entry) for entry in DAMAGE]
+
+
+# ------------------------------------------------------------------ 5. lopsided grids
+
+
+def true_labels_only(tmp_path, request):
+    """Two seeds, true labels only: Table 2 has no pairs, the tables say so, nothing crashes."""
+    work, repo = copy_of(request.getfixturevalue("built"), tmp_path)
+    set_config(
+        "experiments: {labels: {datasets: [toy], first_widths: [8], widths: [0.0625], "
+        "seeds: [0, 1], labels: [true]}}"
+    )(work, repo)
+    result = snakemake(work, "--cores", "2", repo=repo)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (work / "logs" / "consistency_tables.log").read_text()
+    # across first-layer widths, VGG vs ResNet, random labels vs init, true vs random labels
+    assert log.count("no pairs in this grid") == 4
+    import pandas as pd
+
+    tables = pd.read_csv(work / "results" / "tables" / "training" / "tables.csv")
+    assert set(tables["comparison"]) == {"across seeds", "trained vs init"}
+    assert tables.set_index("comparison").loc["across seeds", "n"] == 1
+
+
+GRID_CASES = [
+    Case(
+        "true_labels_only",
+        GRIDS,
+        "two seeds, true labels only (no random-label runs)",
+        'tables and figures built; comparisons without pairs say "no pairs in this grid"',
+        true_labels_only,
+    )
+]
+
+CASES = RERUN_CASES + CONFIG_CASES + DATA_CASES + CORRUPT_CASES + GRID_CASES
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input(case, tmp_path, request):
+    case.check(tmp_path, request)
+
+
+def test_figures_without_data_say_so_and_are_left_out_of_all(tmp_path, capsys):
+    """Frozen-only and true-only grids: the default target leaves out the figures they cannot
+    support; asked for by name, such a figure and its log say "nothing to plot"."""
+    import pandas as pd
+
+    from firstlayer.common.config import validate_config
+    from firstlayer.report import plots
+    from firstlayer.training.analysis import NO_PAIRS, consistency_tables, format_table
+
+    def plan(block):
+        from firstlayer.common.targets import Plan
+
+        config = yaml.safe_load(merged(f"experiments: {{labels: {block}}}"))
+        (tmp_path / "toy.npz").touch()
+        config["datasets"]["toy"]["path"] = str(tmp_path / "toy.npz")
+        return Plan(validate_config(config, ROOT / "config" / "schema.yaml"))
+
+    frozen = plan("{datasets: [toy], frozen: [true], labels: [true, random]}")
+    assert frozen.supported_training_figures() == ["tables", "heatmap"]
+    lopsided = plan("{datasets: [toy], archs: [vgg11, vgg13], labels: [true]}")
+    assert lopsided.supported_training_figures() == ["tables", "heatmap", "consistency"]
+    empty = pd.DataFrame(columns=["run", "dataset", "labels", "component", "energy_normalised"])
+    out = [tmp_path / "f.pdf", tmp_path / "f.png"]
+    plots.true_vs_random(empty, *out)
+    plots.consistency(empty, empty, *out)
+    plots.frozen_curves(pd.DataFrame(columns=["frozen", "step", "arch"]), *out)
+    assert capsys.readouterr().out.count("nothing to plot") == 3
+    assert out[1].read_bytes().startswith(b"\x89PNG")
+    rows = [
+        {"run": f"r{seed}", "step": step, "component": c, "energy": 0.0, "energy_raw": 1.0 / c}
+        | {"dataset": "toy", "arch": "vgg11", "first_width": 8, "width": 1.0, "seed": seed}
+        | {"labels": "true", "inputs": "none", "frozen": True, "epochs": 1}
+        for seed in (0, 1)
+        for step in (0, 3)
+        for c in (1, 2, 3)
+    ]
+    table = format_table(consistency_tables(pd.DataFrame(rows)))  # frozen runs only
+    assert (table["correlation"] == NO_PAIRS).all() and len(table) == 6
+
+
+def test_cases_are_distinct_and_cover_every_class():
+    assert len(CASES) >= 40 and len({case.id for case in CASES}) == len(CASES)
+    assert {case.kind for case in CASES} == {STALE, WRONG, GRIDS, TRACEBACK}
+
+
+def test_guarantees_table_in_the_docs_is_generated_from_the_cases():
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    begin, end = markers("guarantees")
+    assert begin in text and end in text
+    assert replace_block(text, guarantees_block(CASES), "guarantees") == text
+
+
+if __name__ == "__main__":  # `python tests/test_bad_inputs.py` rewrites the docs' table
+    docs = ROOT / "docs" / "reliability.md"
+    docs.write_text(replace_block(docs.read_text(), guarantees_block(CASES), "guarantees"))
+    print(f"{docs}: {len(CASES)} cases")
