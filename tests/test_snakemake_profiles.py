@@ -39,7 +39,12 @@ def test_the_workflow_profile_weakens_no_cluster_setting(monkeypatch):
     }
     assert not differ
     local = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
-    assert set(local) == {"printshellcmds", "show-failed-logs", "rerun-incomplete"}
+    assert set(local) == {
+        "printshellcmds",
+        "show-failed-logs",
+        "rerun-incomplete",
+        "rerun-triggers",
+    }
 
 
 def test_the_cluster_settings_in_effect(monkeypatch):

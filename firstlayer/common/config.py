@@ -185,18 +185,21 @@ def _check_numbers(value, schema, path=()) -> None:
             _check_numbers(item, sub, (*path, key))
 
 
-def _source_key_error(config: dict) -> ConfigError | None:
-    """A key its dataset's source does not read, unless null (looked for before defaults fill
-    in, reported after the schema's own errors)."""
+def _source_key_error(config: dict, schema: dict) -> ConfigError | None:
+    """A key its dataset's source does not read, unless null or the schema's default (so a
+    config validated once validates again: defaults are filled in place), looked for before
+    defaults fill in and reported after the schema's own errors."""
     datasets = config.get("datasets")
     if not isinstance(datasets, dict):
         return None
+    keys = schema["properties"]["datasets"]["additionalProperties"]["properties"]
     for key, spec in datasets.items():
         if not isinstance(spec, dict) or spec.get("source") not in SOURCE_KEYS:
             continue  # the schema reports it
         allowed = SOURCE_KEYS[spec["source"]]
         for name, value in spec.items():
-            if name not in allowed and value is not None:
+            default = keys.get(name, {}).get("default")
+            if name not in allowed and value is not None and value != default:
                 return ConfigError(
                     f"config error: datasets.{key}.{name} does not apply to source "
                     f"{spec['source']!r}; allowed keys: {', '.join(sorted(allowed))}"
@@ -209,7 +212,7 @@ def validate_config(config: dict, schema_path, files=()) -> dict:
     problem. `files`: the config files it was read from (checked for duplicate keys)."""
     check_duplicate_keys(files)
     schema = load_schema(schema_path)
-    misplaced = _source_key_error(config)
+    misplaced = _source_key_error(config, schema)
     _fill_defaults(config, schema)
     _check_numbers(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
