@@ -23,8 +23,9 @@ One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
               tau range, intervals and verdicts), linear_cnn (the exact linear CNN), fits
               (Table 3), label_stats (Fig. 5), whitening (Fig. 6), manipulations (Figs. 8, 17,
               18 and the held-out rescaling prediction)
-  report/     plots, theory_plots (one function per figure), publish (committed results and
-              the docs' generated blocks: markdown, paper, schema_doc)
+  report/     plots, theory_plots (one function per figure), training_figures (the training
+              figures by name), publish (committed results and the docs' generated blocks:
+              markdown, paper, schema_doc)
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """Rules `plot_{figure}`: one figure of the training analyses each."""
 
 from firstlayer.logs import job
-from firstlayer.report.plots import training_figure
+from firstlayer.report.training_figures import training_figure
 
 with job(snakemake.log[0]):
     inputs, outputs = snakemake.input, snakemake.output

@@ -262,27 +262,6 @@ def table_figure(table: pd.DataFrame, title: str, *paths) -> None:
         save(fig, *paths)
 
 
-def training_figure(figure: str, profiles_csv, metrics_csv, correlations_csv, *paths) -> None:
-    """One training figure by name: true_vs_random, consistency, frozen or heatmap."""
-    from firstlayer.common.settings import learned_unmanipulated
-    from firstlayer.training.analysis import final_profiles, read_table, with_both
-
-    profiles = read_table(profiles_csv)  # labels stay text
-    learned = final_profiles(profiles[learned_unmanipulated(profiles)])
-    if figure == "true_vs_random":
-        true_vs_random(with_both(learned, "labels", ("true", "random")), *paths)
-    elif figure == "consistency":
-        consistency(learned[learned["labels"] == "true"], profiles[profiles["step"] == 0], *paths)
-    elif figure == "frozen":
-        metrics = read_table(metrics_csv)
-        true = metrics[metrics["labels"] == "true"]
-        frozen_curves(with_both(true, "frozen", (True, False)), *paths)
-    else:
-        title = "Learned-profile correlations of all runs"
-        correlation_heatmap(pd.read_csv(correlations_csv), title, *paths)
-    print(f"wrote {paths[0]}")
-
-
 def pretrained_figure(kind: str, table_csv, stats, dataset: str, k, *paths) -> None:
     """The profiles (with the patch spectrum for reference) or the correlation heatmap of one
     kernel-size group of pretrained first layers."""
