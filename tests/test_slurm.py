@@ -82,12 +82,12 @@ def is_training(job: dict) -> bool:
     return job.get("Comment", "").startswith("rule_train_")
 
 
-def preempt_once(workdir, run, deadline, killed):
+def preempt_once(workdir, run, deadline, killed, done):
     """Once `run` has written a checkpoint, send SIGTERM (what SLURM sends on preemption and at
     a time limit) to every process of every running training job."""
     checkpoint = workdir / "checkpoints" / f"{run}.pt"
     while not checkpoint.exists():
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or done.is_set():
             return
         time.sleep(0.05)
     for job in slurm_jobs():
@@ -113,10 +113,14 @@ def on_slurm(cluster, tmp_path_factory):
     """The grid through the cluster profile, with one training killed by SLURM mid-way."""
     workdir = grid_workdir(tmp_path_factory.mktemp("grid") / "slurm", CONFIG)
     start = time.monotonic()
-    killed = []
+    killed, done = [], threading.Event()
     watcher = threading.Thread(
-        target=preempt_once, args=(workdir, long_run(), start + WALL_SECONDS, killed)
+        target=preempt_once, args=(workdir, long_run(), start + WALL_SECONDS, killed, done)
     )
+    # a checkpoint after every epoch, so the long run has one to resume from when it is killed
+    # (the default interval of 5 minutes is longer than the whole tiny run)
+    saved = os.environ.get("FIRSTLAYER_CHECKPOINT_MINUTES")
+    os.environ["FIRSTLAYER_CHECKPOINT_MINUTES"] = "0"
     watcher.start()
     try:
         result = run_snakemake(workdir, *ON_SLURM, TARGET, timeout=WALL_SECONDS)
@@ -127,7 +131,12 @@ def on_slurm(cluster, tmp_path_factory):
             f"\n{(expired.stderr or b'')[-4000:]}"
         ) from None
     finally:
+        done.set()
         watcher.join()
+        if saved is None:
+            os.environ.pop("FIRSTLAYER_CHECKPOINT_MINUTES")
+        else:
+            os.environ["FIRSTLAYER_CHECKPOINT_MINUTES"] = saved
     print(f"grid on SLURM: {time.monotonic() - start:.0f} s")
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return workdir, killed, slurm_jobs()
