@@ -67,7 +67,7 @@ def grid_workdir(path: Path, config: str = GRID_CONFIG) -> Path:
     return path
 
 
-def run_snakemake(path, *args, timeout=600):
+def run_snakemake(path, *args, timeout=1500):
     return subprocess.run(
         [*SNAKEMAKE, "--directory", str(path), "--configfile", "config.yaml", *args],
         cwd=path,

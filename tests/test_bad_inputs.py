@@ -83,7 +83,7 @@ def snakemake(path, *args, repo: Path = ROOT):
         cwd=path,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,
         env=env,
     )
 

@@ -57,7 +57,7 @@ def snakemake(workdir, *args, check=True):
         cwd=workdir,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
