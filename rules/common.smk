@@ -3,12 +3,14 @@
 import sys
 from pathlib import Path
 
-from firstlayer.common.config import validate_config
+from firstlayer.common.config import apply_command_line_datasets, validate_config
 from firstlayer.common.provenance import canonical, code_digest, file_sha256
 from firstlayer.common.targets import FIGURE_FORMATS, Plan, figures
 from firstlayer.errors import InputError
 
 try:
+    # --config datasets given with another source replace the file's source-specific keys
+    apply_command_line_datasets(config, workflow.config_settings.config)
     validate_config(
         config, Path(workflow.basedir) / "config" / "schema.yaml", files=workflow.configfiles
     )

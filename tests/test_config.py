@@ -233,3 +233,55 @@ def test_snakemake_stops_with_one_line_before_any_job(tmp_path, override, expect
     assert expected in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def readme_offline_overrides(tmp_path):
+    """The README's offline `--config` values, with their /path/to/... pointing at local files
+    (planning checksums them, so an empty file serves)."""
+    overrides = []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith(".venv/bin/snakemake") and "--config 'datasets=" in line:
+            value = line.split("--config '", 1)[1].rstrip("'")
+            placeholder = value.split("/path/to/", 1)[1].split("}", 1)[0]
+            (tmp_path / placeholder).write_bytes(b"")
+            overrides.append(value.replace("/path/to/", f"{tmp_path}/"))
+    return overrides
+
+
+@pytest.mark.parametrize("configfile", ["config.yaml", "extended.yaml", "paper.yaml"])
+def test_the_readmes_offline_commands_plan_with_every_shipped_config(tmp_path, configfile):
+    # Snakemake merges nested --config keys into the file's: an imagefolder copy given for the
+    # torchvision `cifar10` must not inherit the torchvision-only `name`.
+    overrides = readme_offline_overrides(tmp_path)
+    assert len(overrides) == 2, overrides
+    for override in overrides:
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")),
+                *("--directory", str(tmp_path), "--cores", "1", "-n", "--quiet", "rules"),
+                *("--configfile", str(ROOT / "config" / configfile), "--config", override),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{override}: {result.stderr[-2000:]}"
+        assert "config error" not in result.stderr
+
+
+def test_a_command_line_dataset_keeps_the_keys_it_gives_and_those_its_source_reads():
+    from firstlayer.common.config import apply_command_line_datasets
+
+    config = {"datasets": {"cifar10": {"source": "imagefolder", "name": "CIFAR10", "path": "x"}}}
+    apply_command_line_datasets(config, {"datasets": {"cifar10": {"source": "imagefolder"}}})
+    assert config["datasets"]["cifar10"] == {"source": "imagefolder", "path": "x"}
+    # a key written on the command line stays, so the check still names the user's mistake
+    config = {"datasets": {"cifar10": {"source": "imagefolder", "name": "CIFAR10", "path": "x"}}}
+    given = {"datasets": {"cifar10": {"source": "imagefolder", "name": "CIFAR10"}}}
+    apply_command_line_datasets(config, given)
+    assert config["datasets"]["cifar10"]["name"] == "CIFAR10"
+    # without a source on the command line the file's entry is only extended, as Snakemake does
+    config = {"datasets": {"cifar10": {"source": "torchvision", "name": "CIFAR10"}}}
+    apply_command_line_datasets(config, {"datasets": {"cifar10": {"archive": "a.tar.gz"}}})
+    assert config["datasets"]["cifar10"] == {"source": "torchvision", "name": "CIFAR10"}

@@ -207,6 +207,29 @@ def _source_key_error(config: dict, schema: dict) -> ConfigError | None:
     return None
 
 
+def apply_command_line_datasets(config: dict, command_line) -> dict:
+    """A dataset given on the command line (`--config 'datasets={name: {source: ...}}'`) with a
+    source of its own drops the keys of the config file's entry that this source does not read.
+    Snakemake merges nested keys, so pointing the default `cifar10` (torchvision, `name`) at an
+    ImageFolder copy would otherwise carry `name` into an imagefolder entry. Keys written on the
+    command line stay, so a mistake there is still reported. Returns `config` (changed in place).
+    """
+    given = command_line.get("datasets") if hasattr(command_line, "get") else None
+    datasets = config.get("datasets")
+    if not isinstance(given, dict) or not isinstance(datasets, dict):
+        return config
+    for key, spec in given.items():
+        entry = datasets.get(key)
+        if not isinstance(spec, dict) or not isinstance(entry, dict):
+            continue
+        allowed = SOURCE_KEYS.get(spec.get("source"))
+        if allowed is None:  # no source given (or an unknown one, which the schema reports)
+            continue
+        for name in [name for name in entry if name not in allowed and name not in spec]:
+            del entry[name]
+    return config
+
+
 def validate_config(config: dict, schema_path, files=()) -> dict:
     """Fill defaults into `config` (in place) and check it; raise ConfigError on the first
     problem. `files`: the config files it was read from (checked for duplicate keys)."""
