@@ -70,6 +70,7 @@ def baseline(images, labels, mean, std, width, workers, steps, batch, device):
         OfficialStyle(images, labels, mean, std),
         batch_size=batch,
         shuffle=True,
+        drop_last=True,  # full batches only, as in the project's measurement
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=device.type == "cuda",
@@ -92,6 +93,17 @@ def baseline(images, labels, mean, std, width, workers, steps, batch, device):
     return steps * batch / (time.perf_counter() - start)
 
 
+def full_batches(n, steps, batch, seed):
+    """Indices for exactly `steps` full batches (permutations of the n images, repeated): a
+    partial batch would be a new shape, which cuDNN's autotuner (GPU fast mode) times anew
+    inside the measured window."""
+    generator = torch.Generator().manual_seed(seed)
+    rounds = -(-steps * batch // n)
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(rounds)])[
+        : steps * batch
+    ]
+
+
 def project(images, labels, mean, std, width, precision, steps, batch, device):
     spec = RunSpec(dataset="bench", width=width, batch_size=batch, precision=precision)
     model = model_for(width, channels_last=True, device=device)
@@ -102,10 +114,9 @@ def project(images, labels, mean, std, width, precision, steps, batch, device):
     ).float().view(1, -1, 1, 1)
     x = x.contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(labels).to(device)
-    order = torch.randperm(len(y))[: 2 * batch].to(device)
+    order = full_batches(len(y), 2, batch, seed=0).to(device)
     train_epoch(model, optimizer, x, y, order, spec, device)  # warm-up
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))[: steps * batch]
-    order = order.to(device)
+    order = full_batches(len(y), steps, batch, seed=1).to(device)
     sync(device)
     start = time.perf_counter()
     train_epoch(model, optimizer, x, y, order, spec, device)
@@ -172,6 +183,8 @@ def main():
         images = dataset.images("train")[: args.images]
         labels = dataset.labels("train")[: args.images]
         mean, std = dataset.mean, dataset.std
+    if len(labels) < args.batch:
+        parser.error(f"--images {len(labels)}: fewer than one batch; allowed: >= {args.batch}")
     print(
         f"machine: {describe(device, mode)}, torch {torch.__version__}; VGG11 with 64 "
         f"first-layer filters, batch {args.batch}, {args.steps} timed steps\n"

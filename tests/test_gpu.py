@@ -122,15 +122,20 @@ def test_reproducible_mode_gives_bit_identical_runs_and_resumes(images2k, tmp_pa
         assert np.array_equal(a.metrics["train_loss"], other.metrics["train_loss"])
 
 
-def test_bfloat16_agrees_with_float32(cifar, tmp_path):
-    # measured on the CPU: 0.993 here; with 2,000 images 0.992 after 1 epoch, 0.989 after 3
+def test_bfloat16_learns_a_profile_close_to_float32(cifar, tmp_path):
+    # Same seed, float32 against bfloat16 autocast. On an H200 (torch 2.11, fast mode) three
+    # runs gave 0.944, 0.982 and 0.985, while float32 from another seed gave 0.994: bfloat16
+    # moves the profile more than a new seed does (on the CPU: 0.993), so float32 stays the
+    # default and docs/cluster.md says so. This checks bfloat16 still learns the same kind of
+    # profile, not that it is interchangeable with float32.
     data = cifar(3500)
     settings = {**NARROW, "epochs": 3}
     runs = [
         run(RunSpec(**settings, seed=4, precision=p), data, tmp_path, p, "cuda")
         for p in ("float32", "bfloat16")
     ]
-    assert profile_correlation(*runs, data) >= 0.99
+    assert runs[1].metrics["train_loss"][-1] < runs[1].metrics["train_loss"][0]
+    assert profile_correlation(*runs, data) >= 0.9
 
 
 def test_an_epoch_synchronises_with_the_host_a_bounded_number_of_times(images2k):
