@@ -50,6 +50,23 @@ def test_publish_copies_results_with_their_sources_and_regenerates_the_docs(tmp_
     )
 
 
+def test_publish_removes_what_it_published_before_and_this_build_no_longer_makes(tmp_path):
+    source = tmp_path / "tables.csv"
+    source.write_text("table,comparison,dataset,mean,std,n\nTable 1,across seeds,toy,0.5,0.1,3\n")
+    extra = tmp_path / "cross_dataset.csv"
+    extra.write_text("source,target\n")
+    docs = tmp_path / "docs"
+    folder = docs / "results" / "default"
+    folder.mkdir(parents=True)
+    (folder / "README.md").write_text("how these were made\n")
+    for page in ("configuration.md", "results.md"):
+        (docs / page).write_text((DOCS / page).read_text())
+    publish({str(source): "tables.csv", str(extra): "cross_dataset.csv"}, folder, docs=docs)
+    manifest = publish({str(source): "tables.csv"}, folder, docs=docs)
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "published.json", "tables.csv"]
+    assert list(json.loads(manifest.read_text())) == ["tables.csv"]
+
+
 def test_a_single_pair_is_shown_without_a_spread():
     one = pd.DataFrame([{"table": "Table 1", "comparison": "across seeds", "dataset": "toy",
                          "mean": 0.9, "std": 0.0, "n": 1}])  # fmt: skip

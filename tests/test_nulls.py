@@ -322,3 +322,18 @@ def test_tau_fitted_on_one_dataset_predicts_another_from_its_own_lambdas():
     assert summary.loc["toy2", "n"] == 3 and summary.loc["toy", "n"] == 2
     # the formula sees the new lambdas; no null family fitted on toy does as well on toy2
     assert summary.loc["toy2", "verdict"] == "formula better"
+
+
+def test_a_grid_of_one_dataset_writes_header_only_cross_dataset_tables(tmp_path):
+    from types import SimpleNamespace
+
+    from firstlayer.theory.fits import cross_dataset, cross_dataset_summary, fit_profiles
+
+    stats = {"toy": SimpleNamespace(lambdas=LAMBDAS)}
+    profiles = synthetic_profiles(LAMBDAS, [(spec(seed=s), 1.5, LAMBDAS) for s in range(2)])
+    rows = cross_dataset(profiles, fit_profiles(profiles, stats), stats)
+    summary = cross_dataset_summary(rows)
+    for table, column in ((rows, "predicted_correlation"), (summary, "verdict")):
+        table.to_csv(tmp_path / "t.csv", index=False)
+        back = pd.read_csv(tmp_path / "t.csv")  # an empty file would raise here
+        assert back.empty and column in back.columns

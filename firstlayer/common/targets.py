@@ -304,8 +304,9 @@ class Plan:
                 files[f"results/figures/theory/{name}.png"] = f"{name}.png"
             if self.filter_runs():
                 files[f"results/figures/theory/filters/{self.filter_runs()[0]}.png"] = "filters.png"
-            for name in ("cross_dataset", "cross_dataset_summary"):
-                files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"
+            if len({spec.dataset for spec in self.specs}) > 1:  # else nothing to predict
+                for name in ("cross_dataset", "cross_dataset_summary"):
+                    files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"
         if self.manipulated_runs():
             for name in ("manipulations", "manipulations_summary", "heldout_rescaling"):
                 files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"

@@ -39,12 +39,17 @@ def publish(files: dict[str, str], destination, docs=DOCS) -> Path:
     docs' blocks; returns the manifest's path."""
     destination = Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
+    path = destination / "published.json"
+    # what an earlier publish put here and this build no longer makes would read as current
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    for name in sorted(set(earlier) - set(files.values())):
+        (destination / name).unlink(missing_ok=True)
+        print(f"removed {destination / name} (published before, not made by this build)")
     manifest = {}
     for source, name in sorted(files.items(), key=lambda item: item[1]):
         shutil.copyfile(source, destination / name)
         manifest[name] = {"source": source, "sha256": _sha256(destination / name)}
         print(f"published {source} -> {destination / name}")
-    path = destination / "published.json"
     path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     update_docs(docs)
     return path

@@ -299,6 +299,11 @@ def pretrained_fit_study(stats_path, dataset_path, layer_paths, input_space, eta
 
 
 MATCH = ["arch", "first_width", "width", "labels", "inputs", "epochs"]
+CROSS_DATASET_COLUMNS = [
+    *("source", "source_runs", "target", "run", *MATCH, "seed", "source_tau"),
+    *("predicted_correlation", "in_sample_correlation", "in_sample_tau", "null_family"),
+    *("null_predicted_correlation", "null_in_sample_correlation"),
+]
 
 
 def cross_dataset(profiles: pd.DataFrame, fits: pd.DataFrame, stats: dict) -> pd.DataFrame:
@@ -342,15 +347,18 @@ def cross_dataset(profiles: pd.DataFrame, fits: pd.DataFrame, stats: dict) -> pd
                     "null_in_sample_correlation": run["best_null_correlation"],
                 }
             )
-    return pd.DataFrame(rows)
+    # a grid of one dataset predicts nothing: a header-only table, readable like any other
+    return pd.DataFrame(rows, columns=CROSS_DATASET_COLUMNS)
 
 
 def cross_dataset_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (source, target, network, labels): n distinct target runs, mean correlations with
     95% bootstrap intervals, and the verdict on predicted r, formula minus null."""
     out = []
-    if not len(rows):
-        return pd.DataFrame(out)
+    stems = ("predicted", "in_sample", "null_predicted", "null_in_sample", "advantage")
+    columns = ["source", "target", "network", "labels", "n"]
+    columns += [f"{stem}_{part}" for stem in stems for part in ("mean", "low", "high")]
+    columns += ["verdict"]
     for (source, target, arch, labels), frame in rows.groupby(
         ["source", "target", "arch", "labels"], sort=True
     ):
@@ -372,4 +380,4 @@ def cross_dataset_summary(rows: pd.DataFrame) -> pd.DataFrame:
         row["advantage_mean"], row["advantage_low"], row["advantage_high"] = mean, low, high
         row["verdict"] = verdict(low, high, n)
         out.append(row)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=columns)
