@@ -3,8 +3,9 @@
 One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
 `firstlayer/<stage>/`); imports run one way, from early rooms to late ones (a test walks them):
 
-  errors, logs, h5io    the foundation: one-line input errors, job logs and progress, atomic
-                        HDF5 writes with provenance and format checks on read
+  errors, logs, h5io, intervals
+              the foundation: one-line input errors, job logs and progress, atomic HDF5
+              writes with provenance and format checks on read, means with 95% t intervals
   common/     planning, torch-free: config (validation with one-line errors), facts (torchvision
               datasets, FIRST_LAYER_K, pretrained stems), settings (label/input names and the
               "learned, unmanipulated" predicate), grid (RunSpec, run names), architectures (the

@@ -60,6 +60,7 @@ rule pretrained_fits:
         input_space=PRETRAINED["input_space"],
         eta=THEORY["eta"],
         tau_range=THEORY["tau_range"],
+        trained_on={n: f["trained_on"] for n, f in PRETRAINED["weight_files"].items()},
     script:
         "../scripts/pretrained_fits.py"
 

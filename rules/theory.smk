@@ -240,6 +240,9 @@ rule manipulations:
     input:
         profiles="results/tables/training/profiles.csv",
         stats=PLAN.training_patch_stats(),
+        # the scaled runs and their data: the lambdas their transformed images really have
+        runs=PLAN.scaled_runs(),
+        datasets=PLAN.scaled_run_datasets(),
     output:
         runs="results/tables/theory/manipulations.csv",
         summary="results/tables/theory/manipulations_summary.csv",

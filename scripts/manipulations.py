@@ -10,7 +10,8 @@ with job(snakemake.log[0]):
     inputs, out = snakemake.input, snakemake.output
     profiles = read_table(inputs.profiles)  # labels stay text
     params = snakemake.params
-    tables = manipulation_study(profiles, inputs.stats, params.eta, params.tau_range)
+    data = dict(run_paths=inputs.runs, dataset_paths=inputs.datasets)
+    tables = manipulation_study(profiles, inputs.stats, params.eta, params.tau_range, **data)
     table, overview, heldout, curves = tables
     table.to_csv(out.runs, index=False)
     overview.to_csv(out.summary, index=False)

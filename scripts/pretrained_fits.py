@@ -7,12 +7,7 @@ from firstlayer.theory.fits import pretrained_fit_study
 with job(snakemake.log[0]):
     inputs, params, out = snakemake.input, snakemake.params, snakemake.output
     layers, table = pretrained_fit_study(
-        inputs.stats,
-        inputs.dataset,
-        inputs.layers,
-        params.input_space,
-        params.eta,
-        params.tau_range,
+        inputs.stats, inputs.dataset, inputs.layers, **dict(params.items())
     )
     layers.insert(0, "dataset", snakemake.wildcards.dataset)
     table.insert(0, "dataset", snakemake.wildcards.dataset)

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from firstlayer.intervals import interval, with_interval
 from firstlayer.patches.features import average_patches
 from firstlayer.theory.formula import formula_profile
 from firstlayer.theory.linear_cnn import (
@@ -24,12 +25,10 @@ from firstlayer.theory.manipulations import (
 from firstlayer.theory.nulls import (
     FAMILIES,
     compare_fits,
-    interval,
     log_rmse,
     paper_tau_range,
     summarise,
     verdict,
-    with_interval,
 )
 
 ETA = 1e-7
@@ -97,6 +96,31 @@ def test_one_value_gets_no_spread_and_no_verdict():
     assert verdict(0.01, 0.2, 4) == "formula better"
     assert verdict(-0.2, 0.1, 4) == "indistinguishable"
     assert verdict(-0.2, -0.1, 4) == "null better"
+
+
+def test_intervals_are_student_t_and_wider_than_the_range_of_two_values():
+    mean, low, high, n = interval([0.1, 0.2, 0.3, 0.4])
+    half = 3.182446305284263 * np.std([0.1, 0.2, 0.3, 0.4], ddof=1) / 2  # t(0.975, 3 dof)
+    assert (mean, n) == (pytest.approx(0.25), 4)
+    assert (low, high) == (pytest.approx(0.25 - half), pytest.approx(0.25 + half))
+    # two values: t(0.975, 1) = 12.706, far wider than their range (a bootstrap gives the range)
+    mean, low, high, _ = interval([0.96, 0.98])
+    assert (low, high) == (pytest.approx(0.97 - 0.1270620474), pytest.approx(0.97 + 0.1270620474))
+    assert interval([0.96, 0.98], bounds=(-1, 1))[2] == 1
+
+
+def test_each_measure_compares_every_curve_at_its_own_best():
+    rng = np.random.default_rng(0)
+    profile = np.exp(-INDEX / 5) * np.exp(rng.normal(scale=0.2, size=INDEX.size))
+    row = compare_fits(profile, LAMBDAS, ETA, (1e-4, 1e4))
+    keys = [f.key for f in FAMILIES]
+    assert row["best_null_log_rmse"] == min(row[f"{k}_log_rmse"] for k in keys)
+    assert row["best_null_log"] == min(keys, key=lambda k: row[f"{k}_log_rmse"])
+    for family in FAMILIES:  # the log-RMSE fit is no worse than the curve the r fit chose
+        at_r = log_rmse(profile, family.curve(LAMBDAS, row[f"{family.key}_parameter"]))
+        assert row[f"{family.key}_log_rmse"] <= at_r + 1e-9
+    at_r = log_rmse(profile, formula_profile(LAMBDAS, ETA, row["formula_tau"] / ETA))
+    assert row["formula_log_rmse"] <= at_r + 1e-9
 
 
 def test_table_row_from_one_pair_prints_no_spread():

@@ -75,6 +75,15 @@ class Plan:
                 chosen[key] = name
         return sorted(chosen.values())
 
+    def scaled_runs(self) -> list[str]:
+        """Files of the runs whose inputs are transformed (their held-out prediction)."""
+        names = [name for name, spec in zip(self.grid, self.specs) if spec.inputs != UNCHANGED]
+        return expand("results/runs/{run}.h5", run=names)
+
+    def scaled_run_datasets(self) -> list[str]:
+        datasets = sorted({spec.dataset for spec in self.specs if spec.inputs != UNCHANGED})
+        return expand("resources/datasets/{dataset}.h5", dataset=datasets)
+
     def manipulated_runs(self) -> list[str]:
         return [
             name

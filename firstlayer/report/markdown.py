@@ -28,12 +28,17 @@ def results_block(tables: pd.DataFrame, source: str, name: str) -> str:
         "",
         f"From `{source}` (written by the workflow's `consistency_tables` rule):",
         "",
-        "| table | comparison | dataset | correlation, mean ± std | pairs or runs (n) | paper |",
+        "| table | comparison | dataset | correlation, mean ± std [95% interval] "
+        "| pairs or runs (n) | paper |",
         "|---|---|---|---|---|---|",
     ]
     for row in tables.itertuples():
         # a spread only where there is more than one pair or run to spread over
-        value = f"{row.mean:.3f} ± {row.std:.3f}" if row.n >= 2 else f"{row.mean:.3f}"
+        value = f"{row.mean:.3f}"
+        if row.n >= 2:
+            value += f" ± {row.std:.3f}"
+            if "low" in tables:  # tables written before intervals were added have none
+                value += f" [{row.low:.3f}, {row.high:.3f}]"
         lines.append(
             f"| {row.table} | {row.comparison} | {row.dataset} | {value} | {row.n} | "
             f"{PAPER.get(row.comparison, '—')} |"

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from firstlayer.intervals import interval
 from firstlayer.patches.profiles import similarity
 from firstlayer.theory.formula import best_tau, fit_formula, formula_profile
 from firstlayer.theory.linear_cnn import ExactProfile, Moments
@@ -22,7 +23,6 @@ from firstlayer.theory.nulls import (
     FAMILIES,
     FAMILY_LABELS,
     compare_fits,
-    interval,
     null_curve,
     paper_tau_range,
     summarise,
@@ -89,7 +89,7 @@ def fit_profiles(
 def table3(fits: pd.DataFrame) -> pd.DataFrame:
     """Table 3 with its null models: per (dataset, network, labels, inputs) the final learned
     profiles of distinct runs, and per dataset the distinct random initialisations; see
-    `nulls.summarise` for the columns (n, means with 95% bootstrap intervals, best null family,
+    `nulls.summarise` for the columns (n, means with 95% t intervals, best null family,
     delta r and delta log-RMSE, verdicts), plus the exact prediction's mean r and interval."""
     final = fits[(fits["kind"] == "learned") & fits["final"] & ~fits["frozen"]]
     rows = []
@@ -98,7 +98,7 @@ def table3(fits: pd.DataFrame) -> pd.DataFrame:
         row = summarise(frame, **labels)
         if "exact_correlation" in frame:
             row["exact_mean"], row["exact_low"], row["exact_high"], _ = interval(
-                frame["exact_correlation"]
+                frame["exact_correlation"], bounds=(-1, 1)
             )
         rows.append(row)
 
@@ -223,16 +223,26 @@ def fit_study(profiles: pd.DataFrame, stats_paths, feature_paths, eta: float, ta
 
 
 PRETRAINED_GROUPS = {"torchvision": "ImageNet-trained (torchvision)", "file": "weight files"}
+TORCHVISION_TRAINED_ON = "ImageNet-1k"  # the classification weights torchvision downloads
 
 
 def pretrained_fits(
-    layer_paths, stats, input_space: str, dataset_norm, patches_per_image: int, eta, tau_range
+    layer_paths,
+    stats,
+    input_space: str,
+    dataset_norm,
+    patches_per_image: int,
+    eta,
+    tau_range,
+    trained_on=None,
 ):
     """The formula (free tau and the paper's range) and the null families fitted to the raw
     profile of every first layer in `layer_paths` whose kernel matches `stats` (the init of a
     downloaded model is unknown), each on the patch PCA re-expressed in the layer's own input
-    space. Returns (one row per layer, Table 3 rows: one per layer source group and one over
-    all layers, with n = distinct layers)."""
+    space. `trained_on`: {weight file name: what it was trained on, or None}. Returns (one row
+    per layer, Table 3 rows: one per source group, one per training set ("trained on X") and
+    one over all layers, with n = distinct layers)."""
+    trained_on = trained_on or {}
     from firstlayer.pretrained.layers import layer_profile, read_first_layer
 
     ranges = paper_tau_range(patches_per_image)
@@ -255,6 +265,11 @@ def pretrained_fits(
                 # a user file by its name only: tables leave the machine's paths behind
                 "source": _source_name(layer.source),
                 "group": PRETRAINED_GROUPS[layer.source.split(":", 1)[0]],
+                "trained_on": (
+                    TORCHVISION_TRAINED_ON
+                    if layer.source.startswith("torchvision")
+                    else trained_on.get(layer.name)
+                ),
                 "k": stats.k,
                 "input_space": input_space,
                 **compare_fits(profile, space.lambdas, eta, tuple(tau_range), ranges),
@@ -265,6 +280,9 @@ def pretrained_fits(
     if len(layers):
         for group, frame in layers.groupby("group", sort=True):
             summary.append(summarise(frame, network=group, k=stats.k, layers=_names(frame)))
+        for data, frame in layers.dropna(subset=["trained_on"]).groupby("trained_on"):
+            label = f"trained on {data}"
+            summary.append(summarise(frame, network=label, k=stats.k, layers=_names(frame)))
         summary.append(
             summarise(layers, network="all first layers", k=stats.k, layers=_names(layers))
         )
@@ -280,7 +298,9 @@ def _names(frame) -> str:
     return ", ".join(sorted(frame["name"]))
 
 
-def pretrained_fit_study(stats_path, dataset_path, layer_paths, input_space, eta, tau_range):
+def pretrained_fit_study(
+    stats_path, dataset_path, layer_paths, input_space, eta, tau_range, trained_on=None
+):
     """Rule `pretrained_fits`: `pretrained_fits` from file paths (patch statistics, the dataset
     for its normalisation and image size, first-layer files)."""
     from firstlayer.datasets.sources import DatasetFile
@@ -292,7 +312,7 @@ def pretrained_fit_study(stats_path, dataset_path, layer_paths, input_space, eta
         height, width = data.images("train").shape[1:3]
     positions = (height - stats.k + 1) * (width - stats.k + 1)
     layers, table = pretrained_fits(
-        layer_paths, stats, input_space, norm, positions, eta, tau_range
+        layer_paths, stats, input_space, norm, positions, eta, tau_range, trained_on
     )
     print(table.to_string(index=False))
     return layers, table
@@ -353,7 +373,7 @@ def cross_dataset(profiles: pd.DataFrame, fits: pd.DataFrame, stats: dict) -> pd
 
 def cross_dataset_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (source, target, network, labels): n distinct target runs, mean correlations with
-    95% bootstrap intervals, and the verdict on predicted r, formula minus null."""
+    95% t intervals, and the verdict on predicted r, formula minus null."""
     out = []
     stems = ("predicted", "in_sample", "null_predicted", "null_in_sample", "advantage")
     columns = ["source", "target", "network", "labels", "n"]
@@ -372,7 +392,7 @@ def cross_dataset_summary(rows: pd.DataFrame) -> pd.DataFrame:
         ):
             stem = column.replace("_correlation", "")
             row[f"{stem}_mean"], row[f"{stem}_low"], row[f"{stem}_high"], _ = interval(
-                frame[column]
+                frame[column], bounds=(-1, 1)
             )
         mean, low, high, n = interval(
             frame["predicted_correlation"] - frame["null_predicted_correlation"]

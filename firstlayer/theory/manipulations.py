@@ -8,13 +8,16 @@ profiles should move as the formula does when lambda_N becomes A lambda_N.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from firstlayer.common.settings import parse_deciles, parse_scaling
+from firstlayer.intervals import interval, with_interval
 from firstlayer.patches.profiles import similarity
 from firstlayer.theory.formula import fit_formula, formula_profile
-from firstlayer.theory.nulls import compare_fits, interval, null_curve, verdict, with_interval
+from firstlayer.theory.nulls import compare_fits, null_curve, verdict
 from firstlayer.training.analysis import final_profiles
 
 KEYS = ["dataset", "arch", "first_width", "width", "seed"]
@@ -34,18 +37,28 @@ def energy_ratio(profile, reference, component: int) -> float:
 
 
 def predict_rescaled(
-    reference, lambdas, component: int, factor: float, eta: float = 1e-7, tau_range=TAU_RANGE
+    reference,
+    lambdas,
+    component: int,
+    factor: float,
+    eta: float = 1e-7,
+    tau_range=TAU_RANGE,
+    scaled_lambdas=None,
 ) -> dict:
     """The held-out prediction for inputs whose component `component` is scaled by `factor`:
     tau (and the null families) fitted to the unscaled `reference` profile only, then the
-    formula evaluated with lambda_N -> factor lambda_N at that tau (no refit). The best null
-    family, a curve in lambda or in the index fitted to the reference, predicts the scaled
-    profile with the same fitted parameter: for index curves that is no change at all, for
-    lambda^p the change lambda_N^p -> (factor lambda_N)^p."""
+    formula evaluated with lambda_N -> factor lambda_N at that tau (no refit), or, given
+    `scaled_lambdas`, with the lambdas the scaled inputs were measured to have (`measured_lambdas`).
+    The best null family, a curve in lambda or in the index fitted to the reference, predicts
+    the scaled profile with the same fitted parameter: for index curves that is no change at
+    all, for lambda^p the change lambda^p -> lambda'^p."""
     lambdas = np.asarray(lambdas, np.float64)
     fits = compare_fits(reference, lambdas, eta, tau_range)
-    scaled = lambdas.copy()
-    scaled[component - 1] *= factor
+    if scaled_lambdas is None:
+        scaled = lambdas.copy()
+        scaled[component - 1] *= factor
+    else:
+        scaled = np.asarray(scaled_lambdas, np.float64)
     before = formula_profile(lambdas, eta, fits["formula_t"])
     after = formula_profile(scaled, eta, fits["formula_t"])
     return {
@@ -79,13 +92,50 @@ def scored(prediction: dict, measured, reference) -> dict:
     }
 
 
+def measured_lambdas(run_paths, dataset_paths: dict, stats: dict) -> dict:
+    """{run name: lambda'} for runs with scaled inputs: the patch standard deviation along each
+    of the dataset's principal components u_i (the basis profiles are measured in) of the very
+    images the run trained on, after its transform, sqrt(u_i' C' u_i). Overlapping patches make
+    the transform couple components: on CIFAR-10, scaling component 5 by 4 also moves some
+    small components by 2-3x (docs/method.md). Runs sharing a sample and transform share one
+    measurement."""
+    from firstlayer.patches.stats import PatchMoments
+    from firstlayer.training.run import prepare_data, read_run
+
+    out, cache = {}, {}
+    for path in run_paths:
+        spec = read_run(path).spec
+        if parse_scaling(spec.inputs) is None:
+            continue
+        key = (spec.dataset, spec.n_train, spec.subset_seed, spec.inputs)
+        if key not in cache:
+            print(f"measuring the patch lambdas of {spec.dataset} under {spec.inputs}")
+            images = prepare_data(spec, dataset_paths[spec.dataset], "cpu")["x"]
+            _, channels, height, width = images.shape
+            moments = PatchMoments(stats[spec.dataset].k, (height, width, channels))
+            for start in range(0, len(images), 1000):
+                chunk = images[start : start + 1000].permute(0, 2, 3, 1).double().numpy()
+                moments.update(chunk)
+            u = stats[spec.dataset].eigenvectors
+            covariance = moments.finalize().covariance
+            cache[key] = np.sqrt(np.einsum("di,de,ei->i", u, covariance, u))
+        out[Path(path).stem] = cache[key]
+    return out
+
+
 def manipulation_table(
-    profiles: pd.DataFrame, stats: dict, eta: float = 1e-7, tau_range=TAU_RANGE
+    profiles: pd.DataFrame,
+    stats: dict,
+    eta: float = 1e-7,
+    tau_range=TAU_RANGE,
+    scaled_lambdas: dict | None = None,
 ) -> pd.DataFrame:
     """One row per manipulated run against its unmanipulated partner (same dataset, network
     and seed): the profile correlation with the random-label run, and for scaled inputs the
     held-out prediction (`predict_rescaled`, fitted on the partner with the same labels) of the
-    energy ratio along the scaled component and of the whole profile, formula and best null."""
+    energy ratio along the scaled component and of the whole profile, formula and best null:
+    with the nominal lambda_N -> A lambda_N, and (columns `*_measured`) with the run's
+    `scaled_lambdas` measured on its own transformed images, where given."""
     final = final_profiles(profiles[~profiles["frozen"]])
     runs = final.drop_duplicates("run").set_index("run")
     rows = []
@@ -121,23 +171,30 @@ def manipulation_table(
         if not len(base):
             continue
         reference = _vector(final[final["run"] == base[0]])
-        held_out = predict_rescaled(
-            reference, stats[spec["dataset"]].lambdas, component, factor, eta, tau_range
-        )
-        rows.append(
-            {
-                "run": run,
-                "manipulation": spec["inputs"],
-                "kind": "scaled component",
-                "component": component,
-                "factor": factor,
-                "labels": spec["labels"],
-                **{k: spec[k] for k in KEYS},
-                "reference_run": base[0],
-                "corr_vs_unscaled": similarity(vector, reference),
-                **scored(held_out, vector, reference),
-            }
-        )
+        lambdas = stats[spec["dataset"]].lambdas
+        held_out = predict_rescaled(reference, lambdas, component, factor, eta, tau_range)
+        row = {
+            "run": run,
+            "manipulation": spec["inputs"],
+            "kind": "scaled component",
+            "component": component,
+            "factor": factor,
+            "labels": spec["labels"],
+            **{k: spec[k] for k in KEYS},
+            "reference_run": base[0],
+            "corr_vs_unscaled": similarity(vector, reference),
+            **scored(held_out, vector, reference),
+        }
+        if scaled_lambdas and run in scaled_lambdas:
+            measured = scaled_lambdas[run]
+            row["lambda_ratio_measured"] = float(measured[component - 1] / lambdas[component - 1])
+            prediction = predict_rescaled(
+                reference, lambdas, component, factor, eta, tau_range, scaled_lambdas=measured
+            )
+            for key, value in scored(prediction, vector, reference).items():
+                if key.startswith(("formula_", "null_")):
+                    row[f"{key}_measured"] = value
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -157,14 +214,21 @@ def unmanipulated_true_vs_random(profiles: pd.DataFrame) -> list[float]:
     return values
 
 
+def _bounds(quantity: str) -> tuple[float, float]:
+    """Where a mean of this quantity can lie: a correlation in [-1, 1], a ratio above 0."""
+    return (-1.0, 1.0) if "corr" in quantity else (0.0, float("inf"))
+
+
 def _summary_row(comparison: str, values) -> dict:
-    mean, low, high, n = interval(values)
+    mean, low, high, n = interval(
+        values, bounds=_bounds("ratio" if "ratio" in comparison else "corr")
+    )
     return {"comparison": comparison, "mean": mean, "low": low, "high": high, "n": n}
 
 
 def summary(table: pd.DataFrame, baseline: list[float]) -> pd.DataFrame:
-    """Mean and 95% bootstrap interval (none for n = 1) per manipulation over distinct run
-    pairs, with the unmanipulated true-vs-random correlation first."""
+    """Mean and 95% t interval (none for n = 1) per manipulation over distinct run pairs, with
+    the unmanipulated true-vs-random correlation first."""
     rows = []
     if baseline:
         rows.append(_summary_row("true vs random labels (unmanipulated)", baseline))
@@ -192,11 +256,19 @@ HELDOUT_COLUMNS = [
     ("null_corr_scaled", "r(best null prediction, scaled run)"),
     ("corr_vs_unscaled", "r(unscaled run, scaled run)"),
 ]
+# the same prediction from the lambdas the scaled images were measured to have
+MEASURED_COLUMNS = [
+    ("lambda_ratio_measured", "measured λ_N ratio"),
+    ("formula_ratio_measured", "formula's ratio, measured λ"),
+    ("null_ratio_measured", "best null's ratio, measured λ"),
+    ("formula_corr_scaled_measured", "r(formula, scaled run), measured λ"),
+    ("null_corr_scaled_measured", "r(best null, scaled run), measured λ"),
+]
 
 
 def heldout_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The held-out rescaling test per (manipulation, labels), over distinct seeds: each
-    quantity's mean with a 95% bootstrap interval, and two verdicts from paired differences:
+    quantity's mean with a 95% t interval, and two verdicts from paired differences:
     `verdict_ratio` from |log(predicted / measured ratio)|, null's minus formula's, and
     `verdict_profile` from r(formula prediction) - r(best null prediction)."""
     rows = []
@@ -205,21 +277,25 @@ def heldout_summary(table: pd.DataFrame) -> pd.DataFrame:
     scaled = table[table["kind"] == "scaled component"]
     for (name, labels), frame in scaled.groupby(["manipulation", "labels"], sort=True):
         row = {"manipulation": name, "labels": labels, "n": len(frame)}
-        for column, _ in HELDOUT_COLUMNS:
-            mean, low, high, _ = interval(frame[column])
-            row[f"{column}_mean"], row[f"{column}_low"], row[f"{column}_high"] = mean, low, high
-        measured = np.log(frame["learned_ratio"])
-        gain = np.abs(np.log(frame["null_ratio"]) - measured) - np.abs(
-            np.log(frame["formula_ratio"]) - measured
-        )
-        for key, values in (
-            ("ratio", gain),
-            ("profile", frame["formula_corr_scaled"] - frame["null_corr_scaled"]),
-        ):
-            mean, low, high, n = interval(values)
-            row[f"advantage_{key}_mean"] = mean
-            row[f"advantage_{key}_low"], row[f"advantage_{key}_high"] = low, high
-            row[f"verdict_{key}"] = verdict(low, high, n)
+        for column, _ in HELDOUT_COLUMNS + MEASURED_COLUMNS:
+            if column in frame:
+                mean, low, high, _ = interval(frame[column], bounds=_bounds(column))
+                row[f"{column}_mean"], row[f"{column}_low"] = mean, low
+                row[f"{column}_high"] = high
+        for suffix in ("", "_measured"):
+            if f"formula_ratio{suffix}" not in frame:
+                continue
+            measured = np.log(frame["learned_ratio"])
+            gain = np.abs(np.log(frame[f"null_ratio{suffix}"]) - measured) - np.abs(
+                np.log(frame[f"formula_ratio{suffix}"]) - measured
+            )
+            profile = frame[f"formula_corr_scaled{suffix}"] - frame[f"null_corr_scaled{suffix}"]
+            for key, values in (("ratio", gain), ("profile", profile)):
+                mean, low, high, n = interval(values)
+                row[f"advantage_{key}{suffix}_mean"] = mean
+                row[f"advantage_{key}{suffix}_low"] = low
+                row[f"advantage_{key}{suffix}_high"] = high
+                row[f"verdict_{key}{suffix}"] = verdict(low, high, n)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -325,15 +401,23 @@ def manipulation_curves(
     )
 
 
-def manipulation_study(profiles: pd.DataFrame, stats_paths, eta: float = 1e-7, tau_range=TAU_RANGE):
+def manipulation_study(
+    profiles: pd.DataFrame,
+    stats_paths,
+    eta: float = 1e-7,
+    tau_range=TAU_RANGE,
+    run_paths=(),
+    dataset_paths=(),
+):
     """Rule `manipulations`: (per-run table, summary, held-out summary, figure curves) from the
-    training profiles and each dataset's patch statistics (paths in dataset folders)."""
-    from pathlib import Path
-
+    training profiles, each dataset's patch statistics (paths in dataset folders) and, for the
+    measured-lambda prediction, the scaled runs' files and their datasets' files."""
     from firstlayer.patches.stats import read_patch_stats
 
     stats = {Path(path).parent.name: read_patch_stats(path) for path in stats_paths}
-    table = manipulation_table(profiles, stats, eta, tuple(tau_range))
+    datasets = {Path(path).stem: path for path in dataset_paths}
+    scaled = measured_lambdas(run_paths, datasets, stats)
+    table = manipulation_table(profiles, stats, eta, tuple(tau_range), scaled)
     overview = summary(table, unmanipulated_true_vs_random(profiles))
     heldout = heldout_summary(table)
     print(overview.to_string(index=False))

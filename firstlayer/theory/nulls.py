@@ -9,9 +9,13 @@ and refined exactly as the formula's tau):
     index_exp      e_i ∝ exp(-i / s)       (s in [0.1, 1e4], log grid; i = 1..d)
     index_power    e_i ∝ i^-p              (p in [-4, 8])
 
-Beside Pearson's r (blind to scale and offset) every fit reports `log_rmse`: the RMS difference
-of the log-profiles after the best overall scale (the standard deviation of log e - log fit),
-at the parameter the correlation chose.
+Beside Pearson's r (blind to scale and offset) every curve is also fitted by `log_rmse`: the
+RMS difference of the log-profiles after the best overall scale (the standard deviation of
+log e - log fit), minimised over the curve's own parameter in the same range. So each measure
+compares every curve at its best for that measure, and the best null family by log-RMSE
+(`best_null_log`) may differ from the best by r (`best_null`).
+
+Intervals are Student-t 95% intervals of the mean over distinct runs (firstlayer.intervals).
 
 The paper's search range: the authors' code scans t over range(1e4, 5e6, 250) with eta' = 1e-7
 on lambda'^2 / (2 n) where lambda' are the singular values of the centred patch matrix of n
@@ -26,8 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from firstlayer.errors import InputError
+from firstlayer.intervals import interval
 from firstlayer.theory.formula import best_parameter, fit_formula, formula_profile
 
 PAPER_ETA = 1e-7
@@ -81,61 +87,80 @@ def fit_family(profile, lambdas, family: Family, grid: int = 401) -> tuple[float
     )
 
 
+def best_log_fit(profile, predict, bounds, grid: int = 401, log: bool = True):
+    """(smallest log-RMSE, value) of `predict(value)` against `profile` for a value in `bounds`:
+    a grid (logarithmic when `log`), then a bounded 1-D refinement around the best grid point,
+    as `best_parameter` does for the correlation. (nan, nan) for a profile with a zero entry."""
+    profile = np.asarray(profile, np.float64)
+    if np.any(profile <= 0) or not np.all(np.isfinite(profile)):
+        return float("nan"), float("nan")
+    to_value = np.exp if log else (lambda v: v)
+
+    def score(position):
+        value = log_rmse(profile, predict(to_value(position)))
+        return value if np.isfinite(value) else np.inf
+
+    low, high = (np.log(bounds[0]), np.log(bounds[1])) if log else bounds
+    positions = np.linspace(low, high, grid)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
+        scores = np.array([score(position) for position in positions])
+        best = int(np.argmin(scores))
+        if not np.isfinite(scores[best]):
+            return float("nan"), float("nan")
+        left, right = positions[max(best - 1, 0)], positions[min(best + 1, grid - 1)]
+        refined = minimize_scalar(score, bounds=(left, right), method="bounded")
+        position = refined.x if refined.fun <= scores[best] else positions[best]
+        return float(score(position)), float(to_value(position))
+
+
 def compare_fits(profile, lambdas, eta: float, tau_range, paper_range=None) -> dict:
     """The formula (free tau and, given `paper_range`, the paper's range) and every null family
     fitted to one profile: correlations, parameters, log-RMSEs, the best null and delta r."""
     profile = np.asarray(profile, np.float64)
     lambdas = np.asarray(lambdas, np.float64)
     fit = fit_formula(profile, lambdas, eta, tau_range)
-    row = {
-        "formula_correlation": fit.correlation,
-        "formula_tau": fit.tau,
-        "formula_t": fit.t,
-        "formula_log_rmse": log_rmse(profile, formula_profile(lambdas, eta, fit.t)),
-        "eta": eta,
-    }
+
+    def formula_log_fit(bounds):
+        return best_log_fit(profile, lambda tau: formula_profile(lambdas, eta, tau / eta), bounds)
+
+    row = {"formula_correlation": fit.correlation, "formula_tau": fit.tau, "formula_t": fit.t}
+    row["formula_log_rmse"], row["formula_log_tau"] = formula_log_fit(tuple(tau_range))
+    row["eta"] = eta
     if paper_range is not None:
         paper = fit_formula(profile, lambdas, eta, paper_range)
         row["paper_correlation"] = paper.correlation
         row["paper_tau"] = paper.tau
-        row["paper_log_rmse"] = log_rmse(profile, formula_profile(lambdas, eta, paper.t))
-    best = None
+        row["paper_log_rmse"], row["paper_log_tau"] = formula_log_fit(tuple(paper_range))
+    best = best_log = None
     for family in FAMILIES:
         correlation, value = fit_family(profile, lambdas, family)
         row[f"{family.key}_correlation"] = correlation
         row[f"{family.key}_parameter"] = value
-        row[f"{family.key}_log_rmse"] = log_rmse(profile, family.curve(lambdas, value))
+        row[f"{family.key}_log_rmse"], row[f"{family.key}_log_parameter"] = best_log_fit(
+            profile, lambda v, f=family: f.curve(lambdas, v), (family.low, family.high),
+            log=family.log,
+        )  # fmt: skip
         if best is None or correlation > row[f"{best}_correlation"]:
             best = family.key
+        if best_log is None or _smaller(row[f"{family.key}_log_rmse"], row[f"{best_log}_log_rmse"]):
+            best_log = family.key
     row["best_null"] = best
     row["best_null_correlation"] = row[f"{best}_correlation"]
-    row["best_null_log_rmse"] = row[f"{best}_log_rmse"]
+    row["best_null_log"] = best_log
+    row["best_null_log_rmse"] = row[f"{best_log}_log_rmse"]
     row["delta_r"] = row["formula_correlation"] - row["best_null_correlation"]
     row["delta_log_rmse"] = row["best_null_log_rmse"] - row["formula_log_rmse"]
     return row
+
+
+def _smaller(value: float, than: float) -> bool:
+    return bool(np.isfinite(value) and (not np.isfinite(than) or value < than))
 
 
 def null_curve(row, lambdas) -> np.ndarray:
     """The best null family's curve at its fitted parameter, for a `compare_fits` row."""
     family = next(f for f in FAMILIES if f.key == row["best_null"])
     return family.curve(np.asarray(lambdas, np.float64), row[f"{family.key}_parameter"])
-
-
-def interval(values, level: float = 0.95, resamples: int = 10_000, seed: int = 0):
-    """(mean, low, high, n): the mean of finite `values` with a percentile bootstrap interval
-    over them; low = high = nan when n < 2 (no spread from a single value)."""
-    values = np.asarray(values, np.float64)
-    values = values[np.isfinite(values)]
-    n = len(values)
-    if n == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    if n < 2:
-        return float(values[0]), float("nan"), float("nan"), 1
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
-    tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(values.mean()), float(low), float(high), n
 
 
 def verdict(low: float, high: float, n: int, better: str = "formula better") -> str:
@@ -149,37 +174,36 @@ def verdict(low: float, high: float, n: int, better: str = "formula better") -> 
     return "indistinguishable"
 
 
-def with_interval(mean: float, low: float, high: float, n: int, digits: int = 3) -> str:
-    """'0.961 [0.950, 0.972]' for n >= 2, '0.961' for a single value, '—' for none."""
-    if n == 0 or not np.isfinite(mean):
-        return "—"
-    if n < 2 or not np.isfinite(low):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
 def summarise(frame, **labels) -> dict:
     """One Table 3 row from `compare_fits` rows of distinct runs (or layers): n, the formula's
-    and the paper-range fit's mean r, the best null family, delta r and delta log-RMSE with
-    95% bootstrap intervals over the rows, and the verdicts."""
+    and the paper-range fit's mean r, the best null's (per run, the best family by r; the
+    family named is the one best most often), delta r and delta log-RMSE (each curve at its
+    own best log-RMSE; the null the best family by log-RMSE per run), all with 95% t intervals
+    over the rows, and the verdicts."""
     row = {**labels}
     n = len(frame)
     row["n"] = n
     for column in ("formula_correlation", "paper_correlation", "best_null_correlation"):
         if column in frame:
-            mean, low, high, _ = interval(frame[column])
+            mean, low, high, _ = interval(frame[column], bounds=(-1, 1))
             stem = column.replace("_correlation", "")
             row[f"{stem}_mean"], row[f"{stem}_low"], row[f"{stem}_high"] = mean, low, high
     row["formula_tau_median"] = float(np.median(frame["formula_tau"])) if n else float("nan")
-    if n:
-        # the family that is best most often (ties: the first in FAMILIES order)
-        counts = frame["best_null"].value_counts()
-        order = [f.key for f in FAMILIES if f.key in counts.index]
-        row["best_null"] = max(order, key=lambda key: counts[key])
+    for column in ("best_null", "best_null_log"):
+        if n and column in frame:
+            row[column] = _most_often(frame[column])
     for column, name in (("delta_r", "delta_r"), ("delta_log_rmse", "delta_log_rmse")):
         mean, low, high, count = interval(frame[column])
         row[f"{name}_mean"], row[f"{name}_low"], row[f"{name}_high"] = mean, low, high
         row[f"verdict_{name.split('_', 1)[1]}"] = verdict(low, high, count)
-    row["formula_log_rmse_mean"] = float(frame["formula_log_rmse"].mean())
-    row["best_null_log_rmse_mean"] = float(frame["best_null_log_rmse"].mean())
+    for column in ("formula_log_rmse", "best_null_log_rmse"):
+        mean, low, high, _ = interval(frame[column])
+        row[f"{column}_mean"], row[f"{column}_low"], row[f"{column}_high"] = mean, low, high
     return row
+
+
+def _most_often(keys) -> str:
+    """The family named most often (ties: the first in FAMILIES order)."""
+    counts = keys.value_counts()
+    order = [f.key for f in FAMILIES if f.key in counts.index]
+    return max(order, key=lambda key: counts[key])

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from firstlayer.intervals import interval
 from firstlayer.patches.profiles import energy_profile, normalise, similarity
 
 SPEC_COLUMNS = [
@@ -69,14 +70,19 @@ def _vectors(final: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
 
 
 def _summary(table: str, comparison: str, dataset: str, values: list[float]) -> dict:
-    values = np.asarray(values, np.float64)
+    """Mean, sample std and 95% t interval of correlations over n pairs (or runs); no spread
+    from a single one."""
+    mean, low, high, n = interval(values, bounds=(-1, 1))
+    spread = float(np.std(values, ddof=1)) if n >= 2 else float("nan")
     return {
         "table": table,
         "comparison": comparison,
         "dataset": dataset,
-        "mean": values.mean(),
-        "std": values.std(ddof=0),
-        "n": len(values),
+        "mean": mean,
+        "std": spread,
+        "low": low,
+        "high": high,
+        "n": n,
     }
 
 

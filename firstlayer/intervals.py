@@ -1,0 +1,41 @@
+"""Means over distinct runs with their 95% intervals, and how a table prints them.
+
+A Student-t interval, mean ± t(n - 1) s / sqrt(n): with the two to five runs a CPU grid has, a
+percentile bootstrap over the runs is the range of their values (at n = 2 its coverage is 50%),
+so it would claim far more than the runs support. A single value gets no spread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def interval(values, level: float = 0.95, bounds=None):
+    """(mean, low, high, n): the mean of the finite `values` with its Student-t interval
+    (mean ± t(n - 1) s / sqrt(n), s with n - 1 degrees of freedom), clipped to `bounds` (e.g.
+    (-1, 1) for correlations) where given; low = high = nan when n < 2 (no spread from a
+    single value)."""
+    from scipy.stats import t as student_t
+
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    if n < 2:
+        return float(values[0]), float("nan"), float("nan"), 1
+    mean = float(values.mean())
+    half = float(student_t.ppf((1 + level) / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return mean, float(low), float(high), n
+
+
+def with_interval(mean: float, low: float, high: float, n: int, digits: int = 3) -> str:
+    """'0.961 [0.950, 0.972]' for n >= 2, '0.961' for a single value, '—' for none."""
+    if n == 0 or not np.isfinite(mean):
+        return "—"
+    if n < 2 or not np.isfinite(low):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
