@@ -71,3 +71,189 @@ def replace_block(text: str, block: str, name: str) -> str:
     begin, end = markers(name)
     start, stop = text.index(begin), text.index(end) + len(end)
     return text[:start] + block + text[stop:]
+
+
+def _cell(row, stem: str) -> str:
+    """A table row's {stem}_mean with its interval where the row has one ('—' without a mean)."""
+    from firstlayer.intervals import with_interval
+
+    if f"{stem}_mean" not in row:
+        return "—"
+    nan = float("nan")
+    low, high = row.get(f"{stem}_low", nan), row.get(f"{stem}_high", nan)
+    return with_interval(row[f"{stem}_mean"], low, high, int(row["n"]))
+
+
+def _family(key) -> str:
+    from firstlayer.theory.nulls import FAMILY_LABELS
+
+    return FAMILY_LABELS.get(key, "—") if isinstance(key, str) else "—"
+
+
+def _read_table(path):
+    return pd.read_csv(path, dtype={"labels": str}) if path.is_file() else None
+
+
+def table3_block(root) -> str:
+    """Table 3 with its null models for every committed result set (docs/results/*/table3.csv
+    and the pretrained k*_table3.csv): per group n, the formula's r, the paper-range r, the
+    best null by r and Δr, the log-RMSEs and the two verdicts."""
+    from pathlib import Path
+
+    root = Path(root)
+    begin, end = markers("table3")
+    lines = [
+        begin,
+        "",
+        "Generated from the committed `table3.csv` files (`docs/results/<set>/`); n = distinct "
+        "runs (or layers); means over n ≥ 2 carry their 95% t interval; Δr = r(formula) − "
+        "r(best null by r); Δlog-RMSE = log-RMSE(best null by log-RMSE) − log-RMSE(formula), "
+        "each curve fitted at its own best for that measure; a verdict needs the interval of the "
+        "difference to exclude 0.",
+        "",
+        "| set | network | labels | inputs | n | formula r | paper-range r | best null by r "
+        "| Δr | verdict (r) | formula log-RMSE | best null by log-RMSE | Δlog-RMSE "
+        "| verdict (log-RMSE) |",
+        "|---" * 14 + "|",
+    ]
+    sets = [(name, root / name / "table3.csv") for name in ("default", "extended")]
+    sets += [("pretrained", path) for path in sorted((root / "pretrained").glob("k*_table3.csv"))]
+    for name, path in sets:
+        table = _read_table(path)
+        if table is None:
+            continue
+        for row in table.to_dict("records"):
+            by_log = row.get("best_null_log")
+            lines.append(
+                f"| {name} | {row['network']} | {row.get('labels', '—')} | "
+                f"{row.get('inputs', '—')} | {row['n']} | {_cell(row, 'formula')} | "
+                f"{_cell(row, 'paper')} | "
+                f"{_family(row.get('best_null'))} {_cell(row, 'best_null')} | "
+                f"{_cell(row, 'delta_r')} | {row.get('verdict_r', '—')} | "
+                f"{_cell(row, 'formula_log_rmse')} | "
+                f"{_family(by_log)} {_cell(row, 'best_null_log_rmse')} | "
+                f"{_cell(row, 'delta_log_rmse')} | {row.get('verdict_log_rmse', '—')} |"
+            )
+    return "\n".join(lines + ["", end])
+
+
+def heldout_block(root) -> str:
+    """The held-out tests of every committed result set: the rescaled-component prediction
+    (heldout_rescaling.csv) and the cross-dataset prediction (cross_dataset_summary.csv)."""
+    from pathlib import Path
+
+    root = Path(root)
+    begin, end = markers("heldout")
+    lines = [begin, ""]
+    for name in ("default", "extended"):
+        table = _read_table(root / name / "heldout_rescaling.csv")
+        if table is None or table.empty:
+            continue
+        lines += [
+            f"Rescaled component, τ from the same seed's unscaled run, no refit "
+            f"(`docs/results/{name}/heldout_rescaling.csv`; n = seeds):",
+            "",
+            "| set | scaled input | labels | n | measured e_N ratio | formula, λ_N → Aλ_N "
+            "| best null | verdict (ratio) | measured λ_N ratio | formula, measured λ "
+            "| verdict (ratio, measured λ) | r(formula, run), measured λ | r(best null, run) "
+            "| verdict (profile, measured λ) |",
+            "|---" * 14 + "|",
+        ]
+        for row in table.to_dict("records"):
+            lines.append(
+                f"| {name} | {row['manipulation']} | {row['labels']} | {row['n']} | "
+                f"{_cell(row, 'learned_ratio')} | {_cell(row, 'formula_ratio')} | "
+                f"{_cell(row, 'null_ratio')} | {row['verdict_ratio']} | "
+                f"{_cell(row, 'lambda_ratio_measured')} | {_cell(row, 'formula_ratio_measured')} | "
+                f"{row.get('verdict_ratio_measured', '—')} | "
+                f"{_cell(row, 'formula_corr_scaled_measured')} | "
+                f"{_cell(row, 'null_corr_scaled_measured')} | "
+                f"{row.get('verdict_profile_measured', '—')} |"
+            )
+        lines.append("")
+    for name in ("default", "extended"):
+        table = _read_table(root / name / "cross_dataset_summary.csv")
+        if table is None or table.empty:
+            continue
+        lines += [
+            f"Another dataset, τ fitted on the source's runs predicts the target's profiles from "
+            f"the target's own λ, no refit (`docs/results/{name}/cross_dataset_summary.csv`; "
+            f"n = target runs):",
+            "",
+            "| set | source → target | network | labels | n | predicted r | in-sample r "
+            "| best null's predicted r | verdict |",
+            "|---" * 9 + "|",
+        ]
+        for row in table.to_dict("records"):
+            lines.append(
+                f"| {name} | {row['source']} → {row['target']} | {row['network']} | "
+                f"{row['labels']} | {row['n']} | {_cell(row, 'predicted')} | "
+                f"{_cell(row, 'in_sample')} | {_cell(row, 'null_predicted')} | {row['verdict']} |"
+            )
+        lines.append("")
+    return "\n".join(lines + [end])
+
+
+def findings_block(root) -> str:
+    """The README's few lines on what the theory tests found, from the committed tables: the
+    formula against the best null family (trained VGG11, random inits, ImageNet-trained first
+    layers), the held-out rescaling and the cross-dataset prediction."""
+    from pathlib import Path
+
+    root = Path(root)
+    begin, end = markers("findings")
+    lines = [begin, ""]
+
+    def versus(row) -> str:
+        return (
+            f"formula r {_cell(row, 'formula')} vs best null {_family(row.get('best_null'))} "
+            f"{_cell(row, 'best_null')}: **{row.get('verdict_r', '—')}** by r, "
+            f"**{row.get('verdict_log_rmse', '—')}** by log-RMSE (n = {row['n']})"
+        )
+
+    table = _read_table(root / "default" / "table3.csv")
+    if table is not None:
+        for network, labels, text in (
+            ("vgg11", "true", "Trained VGG11, true labels"),
+            ("vgg11", "random", "Trained VGG11, random labels"),
+            ("random init", "-", "Random initialisations"),
+        ):
+            rows = table[(table["network"] == network) & (table["labels"] == labels)]
+            rows = rows[rows["inputs"].isin(["none", "-"])]
+            if len(rows):
+                lines.append(f"- {text}: {versus(rows.iloc[0])}.")
+    for path in sorted((root / "pretrained").glob("k*_table3.csv")):
+        rows = _read_table(path)
+        rows = rows[rows["network"].str.startswith("trained on ImageNet")]
+        if len(rows):
+            row = rows.iloc[0]
+            lines.append(
+                f"- ImageNet-trained first layers ({row['layers']}; paper ≈ 0.90): {versus(row)}."
+            )
+    # the held-out tests from the richest committed set that has them
+    held = [(n, _read_table(root / n / "heldout_rescaling.csv")) for n in ("extended", "default")]
+    held = [(n, t) for n, t in held if t is not None and not t.empty]
+    if held:
+        name, table = held[0]
+        parts = [
+            f"{row['manipulation']} ({row['labels']} labels) measured e_N ratio "
+            f"{_cell(row, 'learned_ratio')}, formula {_cell(row, 'formula_ratio_measured')} "
+            f"(**{row.get('verdict_ratio_measured', '—')}**)"
+            for row in table.to_dict("records")
+        ]
+        lines.append(
+            f"- Held-out rescaled component (`{name}`, τ from the unscaled run, measured λ, n = "
+            f"seeds): " + "; ".join(parts) + "."
+        )
+    for name in ("default", "extended"):
+        across = _read_table(root / name / "cross_dataset_summary.csv")
+        if across is None or across.empty:
+            continue
+        parts = [
+            f"{row['source']} → {row['target']} predicted r {_cell(row, 'predicted')} "
+            f"(in-sample {_cell(row, 'in_sample')}, best null {_cell(row, 'null_predicted')}: "
+            f"**{row['verdict']}**, n = {row['n']})"
+            for row in across.to_dict("records")
+        ]
+        lines.append(f"- Cross-dataset prediction (`{name}`): " + "; ".join(parts) + ".")
+    return "\n".join(lines + ["", end])

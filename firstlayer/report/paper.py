@@ -18,7 +18,8 @@ from firstlayer.theory.nulls import FAMILY_LABELS
 
 def _read(root: Path, name: str) -> pd.DataFrame | None:
     path = root / name
-    return pd.read_csv(path) if path.is_file() else None
+    # label settings stay text ("true", not the boolean True)
+    return pd.read_csv(path, dtype={"labels": str}) if path.is_file() else None
 
 
 def _pm(mean, std, n=2) -> str:
@@ -58,6 +59,9 @@ def consistency(root, result_set, comparison):
     if row.empty:
         return None
     row = row.iloc[0]
+    if "low" in row and int(row["n"]) >= 2:
+        spread = f"± {row['std']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
+        return f"{row['mean']:.3f} {spread} (n={row['n']})"
     return f"{_pm(row['mean'], row['std'], int(row['n']))} (n={row['n']})"
 
 
@@ -85,12 +89,22 @@ def fit(root, result_set, network, labels="true", column="formula"):
 
 
 def against_nulls(row) -> str:
-    """The best null family, delta r with its interval and the verdict of one Table 3 row."""
+    """The best null families (by r and by log-RMSE), the differences with their intervals and
+    the verdicts of one Table 3 row."""
     family = FAMILY_LABELS.get(row["best_null"], row["best_null"])
-    return (
-        f"best null {family}: {_ci(row, 'best_null')}; Δr = {_ci(row, 'delta_r')}: "
-        f"{row['verdict_r']} (log-RMSE: {row['verdict_log_rmse']})"
+    text = (
+        f"best null by r {family}: {_ci(row, 'best_null')}; Δr = {_ci(row, 'delta_r')}: "
+        f"{row['verdict_r']}"
     )
+    if "best_null_log" in row and isinstance(row["best_null_log"], str):
+        by_log = FAMILY_LABELS.get(row["best_null_log"], row["best_null_log"])
+        text += (
+            f"; log-RMSE formula {_ci(row, 'formula_log_rmse')} vs best null {by_log} "
+            f"{_ci(row, 'best_null_log_rmse')}: {row['verdict_log_rmse']}"
+        )
+    else:  # a table written before the log-RMSE fits
+        text += f" (log-RMSE: {row['verdict_log_rmse']})"
+    return text
 
 
 def nulls(root, result_set, network, labels="true"):
@@ -98,7 +112,7 @@ def nulls(root, result_set, network, labels="true"):
     return None if row is None or "best_null" not in row else against_nulls(row)
 
 
-def pretrained(root, result_set, group="all first layers"):
+def pretrained(root, result_set, group="trained on ImageNet-1k"):
     table = _read(root, f"{result_set}/k3_table3.csv")
     if table is None:
         return None
@@ -123,13 +137,21 @@ def heldout(root, result_set):
         def value(stem, row=row, n=n):
             return with_interval(row[f"{stem}_mean"], row[f"{stem}_low"], row[f"{stem}_high"], n)
 
-        parts.append(
+        text = (
             f"{row['manipulation']} ({row['labels']} labels, n={n}): measured e_N ratio "
             f"{value('learned_ratio')}, formula {value('formula_ratio')}, best null "
             f"{value('null_ratio')} → {row['verdict_ratio']}; r(prediction, run) formula "
             f"{value('formula_corr_scaled')} vs null {value('null_corr_scaled')} → "
             f"{row['verdict_profile']}"
         )
+        if "formula_ratio_measured_mean" in row:
+            text += (
+                f"; from the measured λ (λ_N x {value('lambda_ratio_measured')}): formula "
+                f"{value('formula_ratio_measured')} → {row['verdict_ratio_measured']}, "
+                f"r {value('formula_corr_scaled_measured')} vs null "
+                f"{value('null_corr_scaled_measured')} → {row['verdict_profile_measured']}"
+            )
+        parts.append(text)
     return "; ".join(parts)
 
 
@@ -157,7 +179,11 @@ def autocorrelation(root, result_set, prefix, distance=10):
     if table is None:
         return None
     rows = table[table["input"].str.startswith(prefix) & (table["distance"] == distance)]
-    return None if rows.empty else f"{rows['mean'].iloc[0]:.3f}"
+    if rows.empty:
+        return None
+    row = rows.iloc[0]  # mean ± std over the layers (runs, banks) of that input, and their n
+    n = int(row["n"]) if "n" in row else 1
+    return f"{_pm(row['mean'], row['std'], n)} (n={n})"
 
 
 def linear_cnn(root, result_set, data, column):

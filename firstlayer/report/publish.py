@@ -6,9 +6,10 @@
 
     python -m firstlayer.report.publish        # regenerate the docs' blocks only
 
-The blocks are the configuration reference (docs/configuration.md, from config/schema.yaml) and
-the result tables and the paper comparison (docs/results.md, from docs/results/*); a test checks
-each block equals what this module generates from the committed files.
+The blocks are the configuration reference (docs/configuration.md, from config/schema.yaml), the
+result tables, the paper comparison, Table 3 with its null models and the held-out tests
+(docs/results.md, from docs/results/*) and the findings (README.md); a test checks each block
+equals what this module generates from the committed files.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from firstlayer.report.markdown import replace_block, results_block
+from firstlayer.report.markdown import (
+    findings_block,
+    heldout_block,
+    replace_block,
+    results_block,
+    table3_block,
+)
 from firstlayer.report.paper import paper_block
 from firstlayer.report.schema_doc import reference_block
 
@@ -65,12 +72,20 @@ def generated_blocks(docs=DOCS) -> dict[str, list[tuple[str, str]]]:
             source = f"docs/results/{name}/tables.csv"
             results.append((name, results_block(pd.read_csv(tables), source, name)))
     results.append(("paper", paper_block(docs / "results")))
-    return {"configuration.md": [("config-reference", reference_block())], "results.md": results}
+    results.append(("table3", table3_block(docs / "results")))
+    results.append(("heldout", heldout_block(docs / "results")))
+    return {
+        "configuration.md": [("config-reference", reference_block())],
+        "results.md": results,
+        "../README.md": [("findings", findings_block(docs / "results"))],
+    }
 
 
 def update_docs(docs=DOCS) -> None:
     for page, blocks in generated_blocks(docs).items():
         path = Path(docs) / page
+        if not path.is_file():  # a docs folder without the project's README (tests)
+            continue
         text = path.read_text()
         for name, block in blocks:
             text = replace_block(text, block, name)
