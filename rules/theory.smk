@@ -73,7 +73,8 @@ rule linear_cnn:
         mem_mb=3000,
     params:
         code=code("linear_cnn.py"),
-        settings=canonical(THEORY["linear_cnn"]),
+        # the best-t fit searches the configured tau range, like every other fit
+        settings=canonical({**THEORY["linear_cnn"], "tau_range": THEORY["tau_range"]}),
     script:
         "../scripts/linear_cnn.py"
 

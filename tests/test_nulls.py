@@ -293,6 +293,14 @@ def test_pretrained_fits_in_the_layers_own_input_space(tmp_path):
     assert rows.loc["power", "lambda_power_parameter"] == pytest.approx(2.5, rel=1e-3)
     overall = table.set_index("network").loc["weight files"]
     assert overall["n"] == 2 and overall["layers"] == "formula, power"
+    # what a file was trained on gives it a row of its own; a file that does not say joins none
+    _, table = pretrained_fits(
+        paths, stats, "model", None, 196, ETA, (1e-4, 1e4), {"formula": "ImageNet-1k"}
+    )
+    table = table.set_index("network")
+    assert table.loc["trained on ImageNet-1k", "layers"] == "formula"
+    assert table.loc["trained on ImageNet-1k", "n"] == 1
+    assert list(table.index) == ["weight files", "trained on ImageNet-1k", "all first layers"]
 
 
 def test_imagenet_stems_fitted_on_real_cifar_patches(shared_data, cifar_lossless, tmp_path):

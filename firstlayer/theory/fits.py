@@ -129,6 +129,7 @@ def fit_curves(
     stats: dict,
     exact: dict | None = None,
     eta: float = 1e-7,
+    tau_range=(1e-4, 1e4),
 ) -> pd.DataFrame:
     """Curves for the fit figure: per (dataset, arch, labels, inputs), the mean over seeds of the
     final learned profiles (max-normalised) with the formula and the exact prediction fitted to
@@ -156,8 +157,8 @@ def fit_curves(
     rows = []
     for title, label, measured, dataset in panels:
         lambdas = stats[dataset].lambdas
-        fit = fit_formula(measured, lambdas, eta)
-        null = compare_fits(measured, lambdas, eta, (1e-4, 1e4))
+        fit = fit_formula(measured, lambdas, eta, tuple(tau_range))
+        null = compare_fits(measured, lambdas, eta, tuple(tau_range))
         series = [
             ("measured", measured, "measured", label),
             (
@@ -216,7 +217,7 @@ def fit_study(profiles: pd.DataFrame, stats_paths, feature_paths, eta: float, ta
     return {
         "fits": fits,
         "table": table,
-        "curves": fit_curves(profiles, fits, stats, exact, eta),
+        "curves": fit_curves(profiles, fits, stats, exact, eta, tau_range),
         "cross_dataset": across,
         "cross_dataset_summary": cross_dataset_summary(across),
     }

@@ -203,6 +203,7 @@ def seed_study(
     seed: int = 0,
     name: str = "images",
     show_runs: int = 12,
+    tau_range=(1e-4, 1e4),
 ):
     """Train many linear CNNs (one per row of `labels`, (R, N) +-1) on the average patches and
     compare their profiles with the predictions at each number of steps. `random_labels`: the
@@ -239,9 +240,9 @@ def seed_study(
             )
             exact = np.sqrt(np.mean((changes @ basis) ** 2, axis=0))
         formula = formula_profile(lambdas, eta * filters / patches_per_image, total)
-        fit = fit_formula(mean, lambdas)
+        fit = fit_formula(mean, lambdas, tau_range=tuple(tau_range))
         best = formula_profile(lambdas, fit.eta, fit.t)
-        nulls = compare_fits(mean, lambdas, fit.eta, (1e-4, 1e4))
+        nulls = compare_fits(mean, lambdas, fit.eta, tuple(tau_range))
         corr = lambda a, b: float(np.corrcoef(a, b)[0, 1])  # noqa: E731
         summary.append(
             {
@@ -309,6 +310,7 @@ def linear_cnn_study(stats, features, settings: dict, dataset: str):
         fraction=settings["step_fraction"],
         init_std=settings["init_std"],
         seed=settings["seed"],
+        tau_range=settings.get("tau_range", (1e-4, 1e4)),
     )
     runs, seed, tiles = settings["runs"], settings["seed"], settings["tiles"]
     synthetic = tiled_images(

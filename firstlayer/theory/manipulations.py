@@ -20,7 +20,8 @@ from firstlayer.theory.formula import fit_formula, formula_profile
 from firstlayer.theory.nulls import compare_fits, null_curve, verdict
 from firstlayer.training.analysis import final_profiles
 
-KEYS = ["dataset", "arch", "first_width", "width", "seed"]
+# a partner run: same data, network, seed and length of training (frozen runs are left out)
+KEYS = ["dataset", "arch", "first_width", "width", "seed", "epochs"]
 TAU_RANGE = (1e-4, 1e4)
 
 
@@ -324,7 +325,7 @@ def heldout_markdown(summary: pd.DataFrame) -> str:
 
 
 def manipulation_curves(
-    profiles: pd.DataFrame, table: pd.DataFrame, stats: dict, eta: float = 1e-7
+    profiles: pd.DataFrame, table: pd.DataFrame, stats: dict, eta: float = 1e-7, tau_range=TAU_RANGE
 ) -> pd.DataFrame:
     """Figure curves: per manipulation, the mean (over seeds) final profile of the manipulated
     runs beside their unmanipulated partners, and for scaled inputs the formula with the
@@ -365,6 +366,7 @@ def manipulation_curves(
             continue
         component, factor = parse_scaling(name)
         lambdas = stats[dataset].lambdas
+        references = {}  # unscaled mean profile per label setting
         for labels, group in frame.groupby("labels"):
             add(
                 panel,
@@ -375,7 +377,7 @@ def manipulation_curves(
             )
             runs = final[same & (final["labels"] == labels)]["run"].unique()
             if len(runs):
-                reference = mean_of(runs)
+                reference = references[labels] = mean_of(runs)
                 add(
                     panel,
                     f"unscaled {labels}",
@@ -383,8 +385,9 @@ def manipulation_curves(
                     "prediction",
                     f"{labels} labels, unscaled",
                 )
-        if len(runs):
-            fit = fit_formula(reference, lambdas, eta)
+        if references:  # the formula fitted to the true-label reference where there is one
+            reference = references.get("true", next(iter(references.values())))
+            fit = fit_formula(reference, lambdas, eta, tuple(tau_range))
             scaled = lambdas.copy()
             scaled[component - 1] *= factor
             add(
@@ -422,4 +425,5 @@ def manipulation_study(
     heldout = heldout_summary(table)
     print(overview.to_string(index=False))
     print(heldout_markdown(heldout))
-    return table, overview, heldout, manipulation_curves(profiles, table, stats, eta)
+    curves = manipulation_curves(profiles, table, stats, eta, tuple(tau_range))
+    return table, overview, heldout, curves
