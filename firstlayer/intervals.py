@@ -39,3 +39,37 @@ def with_interval(mean: float, low: float, high: float, n: int, digits: int = 3)
     if n < 2 or not np.isfinite(low):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def interval_over_runs(values, runs, level: float = 0.95, bounds=None):
+    """(mean, low, high, n) for values each computed from one or more runs (`runs`: a tuple of
+    run names per value, e.g. the two runs of a pair). Values that share no run are
+    independent: the t interval of `interval`. Pairs drawn from a pool of runs share them and
+    are not: then a leave-one-run-out jackknife, se^2 = (R - 1) / R sum_r (m_(r) - m_(.))^2 with
+    m_(r) the mean of the values not involving run r, and t with R - 1 degrees of freedom (R:
+    runs whose leave-out leaves a value). n is the number of values."""
+    from scipy.stats import t as student_t
+
+    values = np.asarray(values, np.float64)
+    keep = np.isfinite(values)
+    values, runs = values[keep], [tuple(r) for r, k in zip(runs, keep) if k]
+    pool = sorted({run for members in runs for run in members})
+    if sum(len(members) for members in runs) == len(pool):  # no run is used twice
+        return interval(values, level, bounds)
+    n = len(values)
+    mean = float(values.mean())
+    leave_outs = []
+    for run in pool:
+        rest = [v for v, members in zip(values, runs) if run not in members]
+        if rest:
+            leave_outs.append(np.mean(rest))
+    if len(leave_outs) < 2:
+        return mean, float("nan"), float("nan"), n
+    leave_outs = np.asarray(leave_outs)
+    count = len(leave_outs)
+    se = np.sqrt((count - 1) / count * np.sum((leave_outs - leave_outs.mean()) ** 2))
+    half = float(student_t.ppf((1 + level) / 2, count - 1) * se)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return mean, float(low), float(high), n

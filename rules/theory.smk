@@ -260,7 +260,7 @@ rule manipulations:
     conda:
         ENV
     resources:
-        mem_mb=2000,
+        mem_mb=PLAN.manipulations_mem_mb(),
     params:
         code=code("manipulations.py"),
         eta=THEORY["eta"],

@@ -103,6 +103,13 @@ class Plan:
             self._requests[run, attempt] = training_request(spec, facts, self.rate, attempt)
         return self._requests[run, attempt]
 
+    def manipulations_mem_mb(self) -> int:
+        """The `manipulations` job holds a scaled run's training images twice (transformed and
+        not), as its training job holds them once with the network: ask for the largest such
+        request plus a margin."""
+        names = [name for name, spec in zip(self.grid, self.specs) if spec.inputs != UNCHANGED]
+        return max([2000, *(self.training_request(name).mem_mb + 1000 for name in names)])
+
     def training_group(self, run: str) -> str | None:
         """Short runs join the group `train` (a cluster profile bundles several of them into
         one job, run one after another); a long run is a job of its own."""

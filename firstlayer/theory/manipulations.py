@@ -20,8 +20,11 @@ from firstlayer.theory.formula import fit_formula, formula_profile
 from firstlayer.theory.nulls import compare_fits, null_curve, verdict
 from firstlayer.training.analysis import final_profiles
 
-# a partner run: same data, network, seed and length of training (frozen runs are left out)
-KEYS = ["dataset", "arch", "first_width", "width", "seed", "epochs"]
+# runs compared with each other: same data, network and seed (frozen runs are left out); random
+# labels may train longer (the paper's recipe), so label comparisons ignore the epochs
+KEYS = ["dataset", "arch", "first_width", "width", "seed"]
+# a scaled run's unscaled partner, whose fitted tau predicts it: the same recipe in every way
+PARTNER_KEYS = [*KEYS, "epochs"]
 TAU_RANGE = (1e-4, 1e4)
 
 
@@ -94,14 +97,17 @@ def scored(prediction: dict, measured, reference) -> dict:
 
 
 def measured_lambdas(run_paths, dataset_paths: dict, stats: dict) -> dict:
-    """{run name: lambda'} for runs with scaled inputs: the patch standard deviation along each
-    of the dataset's principal components u_i (the basis profiles are measured in) of the very
-    images the run trained on, after its transform, sqrt(u_i' C' u_i). Overlapping patches make
-    the transform couple components: on CIFAR-10, scaling component 5 by 4 also moves some
-    small components by 2-3x (docs/method.md). Runs sharing a sample and transform share one
+    """{run name: lambda'} for runs with scaled inputs: lambda'_i = lambda_i s'_i / s_i, where
+    s'_i and s_i are the patch standard deviations along the dataset's principal component u_i
+    (the basis profiles are measured in) of the very images the run trained on, with and
+    without its transform. The ratio is taken on the same images, so it holds the transform's
+    effect alone, not a difference between image samples. Overlapping patches make the
+    transform couple components: on CIFAR-10, scaling component 5 by 4 also moves some small
+    components by 2-3x (docs/method.md). Runs sharing a sample and transform share one
     measurement."""
-    from firstlayer.patches.stats import PatchMoments
-    from firstlayer.training.run import prepare_data, read_run
+    import dataclasses
+
+    from firstlayer.training.run import read_run
 
     out, cache = {}, {}
     for path in run_paths:
@@ -111,17 +117,34 @@ def measured_lambdas(run_paths, dataset_paths: dict, stats: dict) -> dict:
         key = (spec.dataset, spec.n_train, spec.subset_seed, spec.inputs)
         if key not in cache:
             print(f"measuring the patch lambdas of {spec.dataset} under {spec.inputs}")
-            images = prepare_data(spec, dataset_paths[spec.dataset], "cpu")["x"]
-            _, channels, height, width = images.shape
-            moments = PatchMoments(stats[spec.dataset].k, (height, width, channels))
-            for start in range(0, len(images), 1000):
-                chunk = images[start : start + 1000].permute(0, 2, 3, 1).double().numpy()
-                moments.update(chunk)
-            u = stats[spec.dataset].eigenvectors
-            covariance = moments.finalize().covariance
-            cache[key] = np.sqrt(np.einsum("di,de,ei->i", u, covariance, u))
+            data, space = dataset_paths[spec.dataset], stats[spec.dataset]
+            scaled = _std_along_components(spec, data, space)
+            plain = _std_along_components(dataclasses.replace(spec, inputs="none"), data, space)
+            cache[key] = np.asarray(space.lambdas, np.float64) * scaled / plain
         out[Path(path).stem] = cache[key]
     return out
+
+
+def _std_along_components(spec, dataset_path, space) -> np.ndarray:
+    """Patch std along each u_i of `space` of the training images a run of `spec` sees, mapped
+    from the run's standardised input into the patch statistics' own input space."""
+    from firstlayer.datasets.sources import DatasetFile
+    from firstlayer.patches.stats import PatchMoments
+    from firstlayer.training.run import prepare_data
+
+    with DatasetFile(dataset_path) as data:
+        mean, std = data.mean, data.std
+    images = prepare_data(spec, dataset_path, "cpu")["x"]  # the run's own path, labels and all
+    _, channels, height, width = images.shape
+    moments = PatchMoments(space.k, (height, width, channels))
+    # standardised -> [0, 1] pixels -> the statistics' normalisation
+    scale = std / np.asarray(space.norm_std)
+    shift = (mean - np.asarray(space.norm_mean)) / np.asarray(space.norm_std)
+    for start in range(0, len(images), 1000):
+        chunk = images[start : start + 1000].permute(0, 2, 3, 1).double().numpy()
+        moments.update(chunk * scale + shift)
+    u = space.eigenvectors
+    return np.sqrt(np.einsum("di,de,ei->i", u, moments.finalize().covariance, u))
 
 
 def manipulation_table(
@@ -142,9 +165,9 @@ def manipulation_table(
     rows = []
     for run, spec in runs.iterrows():
 
-        def partner(labels, inputs="none", spec=spec):
-            same = (runs[KEYS] == spec[KEYS]).all(axis=1)
-            return runs[same & (runs["labels"] == labels) & (runs["inputs"] == inputs)].index
+        def partner(labels, keys=KEYS, spec=spec):
+            same = (runs[keys] == spec[keys]).all(axis=1)
+            return runs[same & (runs["labels"] == labels) & (runs["inputs"] == "none")].index
 
         vector = _vector(final[final["run"] == run])
         component = parse_deciles(spec["labels"])
@@ -168,8 +191,11 @@ def manipulation_table(
         if scaling is None:
             continue
         component, factor = scaling
-        base = partner(spec["labels"])
+        base = partner(spec["labels"], PARTNER_KEYS)
         if not len(base):
+            print(
+                f"warning: {run} has no unscaled run of the same recipe and seed to predict it from"
+            )
             continue
         reference = _vector(final[final["run"] == base[0]])
         lambdas = stats[spec["dataset"]].lambdas
@@ -181,7 +207,7 @@ def manipulation_table(
             "component": component,
             "factor": factor,
             "labels": spec["labels"],
-            **{k: spec[k] for k in KEYS},
+            **{k: spec[k] for k in PARTNER_KEYS},
             "reference_run": base[0],
             "corr_vs_unscaled": similarity(vector, reference),
             **scored(held_out, vector, reference),
@@ -353,10 +379,10 @@ def manipulation_curves(
 
     for (dataset, name), frame in table.groupby(["dataset", "manipulation"], sort=True):
         panel = f"{dataset}: {name}"
-        seeds = set(frame["seed"])
-        same = (
-            (final["dataset"] == dataset) & final["seed"].isin(seeds) & (final["inputs"] == "none")
-        )
+        # unmanipulated runs of the same networks and seeds as the manipulated ones
+        keys = frame[KEYS].drop_duplicates()
+        same = final.reset_index().merge(keys, on=KEYS)["run"].unique()
+        same = final["run"].isin(same) & (final["inputs"] == "none")
         if frame["kind"].iloc[0] == "decile labels":
             add(panel, "decile", mean_of(frame["run"]), "measured", f"{name} labels")
             for labels in ("true", "random"):
@@ -375,7 +401,7 @@ def manipulation_curves(
                 "measured" if labels == "true" else "prediction",
                 f"{labels} labels, scaled",
             )
-            runs = final[same & (final["labels"] == labels)]["run"].unique()
+            runs = group["reference_run"].unique()  # the partners the prediction used
             if len(runs):
                 reference = references[labels] = mean_of(runs)
                 add(

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from firstlayer.intervals import interval
+from firstlayer.intervals import interval_over_runs
 from firstlayer.patches.profiles import energy_profile, normalise, similarity
 
 SPEC_COLUMNS = [
@@ -69,11 +69,15 @@ def _vectors(final: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
     }
 
 
-def _summary(table: str, comparison: str, dataset: str, values: list[float]) -> dict:
-    """Mean, sample std and 95% t interval of correlations over n pairs (or runs); no spread
-    from a single one."""
-    mean, low, high, n = interval(values, bounds=(-1, 1))
-    spread = float(np.std(values, ddof=1)) if n >= 2 else float("nan")
+def _summary(table: str, comparison: str, dataset: str, items: list[tuple]) -> dict:
+    """Mean, sample std and 95% interval of correlations over n pairs (or runs), `items` being
+    (value, runs it came from); no spread from a single one. Pairs drawn from one pool of runs
+    share runs, so their interval is a jackknife over runs (`interval_over_runs`)."""
+    values = [value for value, _ in items]
+    mean, low, high, n = interval_over_runs(values, [runs for _, runs in items], bounds=(-1, 1))
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    spread = float(np.std(finite, ddof=1)) if n >= 2 else float("nan")
     return {
         "table": table,
         "comparison": comparison,
@@ -105,7 +109,7 @@ def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
             for a, b in itertools.combinations(frame.index, 2):
                 ra, rb = frame.loc[a], frame.loc[b]
                 if all(ra[c] == rb[c] for c in same) and all(ra[c] != rb[c] for c in differ):
-                    out.append(similarity(change[a], change[b]))
+                    out.append((similarity(change[a], change[b]), (a, b)))
             return out
 
         candidates = [
@@ -119,12 +123,16 @@ def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
                 "across first-layer widths",
                 pairs(true, ["arch", "width", "inputs"], ["first_width"]),
             ),
-            ("Table 1", "trained vs init", [similarity(change[r], init[r]) for r in true.index]),
+            (
+                "Table 1",
+                "trained vs init",
+                [(similarity(change[r], init[r]), (r,)) for r in true.index],
+            ),
             (
                 "Table 1",
                 "VGG vs ResNet",
                 [
-                    similarity(change[a], change[b])
+                    (similarity(change[a], change[b]), (a, b))
                     for a, b in itertools.product(
                         true.index[true["arch"].str.startswith("vgg")],
                         true.index[true["arch"].str.startswith("resnet")],
@@ -134,13 +142,13 @@ def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
             (
                 "Table 2",
                 "random labels vs init",
-                [similarity(change[r], init[r]) for r in random.index],
+                [(similarity(change[r], init[r]), (r,)) for r in random.index],
             ),
             (
                 "Table 2",
                 "true vs random labels",
                 [
-                    similarity(change[a], change[b])
+                    (similarity(change[a], change[b]), (a, b))
                     for a, b in itertools.product(true.index, random.index)
                     if all(
                         true.loc[a, c] == random.loc[b, c]
@@ -150,7 +158,8 @@ def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
             ),
         ]
         rows += [_summary(t, c, dataset, v) for t, c, v in candidates if v]
-    return pd.DataFrame(rows, columns=["table", "comparison", "dataset", "mean", "std", "n"])
+    columns = ["table", "comparison", "dataset", "mean", "std", "low", "high", "n"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def run_correlations(profiles: pd.DataFrame) -> pd.DataFrame:
