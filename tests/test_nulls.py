@@ -369,3 +369,14 @@ def test_a_grid_of_one_dataset_writes_header_only_cross_dataset_tables(tmp_path)
         table.to_csv(tmp_path / "t.csv", index=False)
         back = pd.read_csv(tmp_path / "t.csv")  # an empty file would raise here
         assert back.empty and column in back.columns
+
+
+def test_a_tau_at_the_end_of_its_range_is_flagged():
+    # e ∝ lambda is the formula's tau -> 0 limit: the fit runs to the lower bound, where
+    # lambda^1 reproduces it and no comparison can favour the formula
+    row = compare_fits(LAMBDAS, LAMBDAS, ETA, (1e-4, 1e4))
+    assert row["formula_tau_at_bound"]
+    row = compare_fits(formula_profile(LAMBDAS, ETA, 1.0 / ETA), LAMBDAS, ETA, (1e-4, 1e4))
+    assert not row["formula_tau_at_bound"]
+    table = summarise(pd.DataFrame([row, row]), network="vgg11")
+    assert table["formula_tau_at_bound"] == 0

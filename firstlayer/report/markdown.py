@@ -94,6 +94,13 @@ def _read_table(path):
     return pd.read_csv(path, dtype={"labels": str}) if path.is_file() else None
 
 
+def _bound_note(row) -> str:
+    """A note where fitted taus sit at a bound of the range (the formula is then lambda^±1)."""
+    count = row.get("formula_tau_at_bound", 0)
+    count = 0 if count != count else int(count)  # nan in tables without the column
+    return f" (τ at a bound in {count} of {row['n']})" if count else ""
+
+
 def table3_block(root) -> str:
     """Table 3 with its null models for every committed result set (docs/results/*/table3.csv
     and the pretrained k*_table3.csv): per group n, the formula's r, the paper-range r, the
@@ -132,7 +139,8 @@ def table3_block(root) -> str:
                 f"{_cell(row, 'delta_r')} | {row.get('verdict_r', '—')} | "
                 f"{_cell(row, 'formula_log_rmse')} | "
                 f"{_family(by_log)} {_cell(row, 'best_null_log_rmse')} | "
-                f"{_cell(row, 'delta_log_rmse')} | {row.get('verdict_log_rmse', '—')} |"
+                f"{_cell(row, 'delta_log_rmse')} | {row.get('verdict_log_rmse', '—')}"
+                f"{_bound_note(row)} |"
             )
     return "\n".join(lines + ["", end])
 

@@ -125,6 +125,11 @@ def compare_fits(profile, lambdas, eta: float, tau_range, paper_range=None) -> d
 
     row = {"formula_correlation": fit.correlation, "formula_tau": fit.tau, "formula_t": fit.t}
     row["formula_log_rmse"], row["formula_log_tau"] = formula_log_fit(tuple(tau_range))
+    # at a bound of the range the formula is lambda^1 (tau -> 0) or lambda^-1 (tau -> inf),
+    # members of the lambda^p family: then no comparison can favour the formula
+    row["formula_tau_at_bound"] = any(
+        at_bound(value, tau_range) for value in (row["formula_tau"], row["formula_log_tau"])
+    )
     row["eta"] = eta
     if paper_range is not None:
         paper = fit_formula(profile, lambdas, eta, paper_range)
@@ -151,6 +156,13 @@ def compare_fits(profile, lambdas, eta: float, tau_range, paper_range=None) -> d
     row["delta_r"] = row["formula_correlation"] - row["best_null_correlation"]
     row["delta_log_rmse"] = row["best_null_log_rmse"] - row["formula_log_rmse"]
     return row
+
+
+def at_bound(value: float, bounds, tolerance: float = 0.01) -> bool:
+    """Whether a fitted parameter sits within `tolerance` (relative) of either end of its range."""
+    if not np.isfinite(value):
+        return False
+    return bool(abs(value / bounds[0] - 1) <= tolerance or abs(value / bounds[1] - 1) <= tolerance)
 
 
 def _smaller(value: float, than: float) -> bool:
@@ -189,6 +201,8 @@ def summarise(frame, **labels) -> dict:
             stem = column.replace("_correlation", "")
             row[f"{stem}_mean"], row[f"{stem}_low"], row[f"{stem}_high"] = mean, low, high
     row["formula_tau_median"] = float(np.median(frame["formula_tau"])) if n else float("nan")
+    if "formula_tau_at_bound" in frame:
+        row["formula_tau_at_bound"] = int(frame["formula_tau_at_bound"].astype(bool).sum())
     for column in ("best_null", "best_null_log"):
         if n and column in frame:
             row[column] = _most_often(frame[column])
