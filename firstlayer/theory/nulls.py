@@ -210,8 +210,8 @@ def summarise(frame, **labels) -> dict:
         mean, low, high, count = interval(frame[column])
         row[f"{name}_mean"], row[f"{name}_low"], row[f"{name}_high"] = mean, low, high
         row[f"verdict_{name.split('_', 1)[1]}"] = verdict(low, high, count)
-    for column in ("formula_log_rmse", "best_null_log_rmse"):
-        mean, low, high, _ = interval(frame[column])
+    for column in ("formula_log_rmse", "best_null_log_rmse"):  # an RMS: never below 0
+        mean, low, high, _ = interval(frame[column], bounds=(0.0, float("inf")))
         row[f"{column}_mean"], row[f"{column}_low"], row[f"{column}_high"] = mean, low, high
     return row
 
