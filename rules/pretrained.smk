@@ -57,6 +57,7 @@ rule pretrained_fits:
     resources:
         mem_mb=2000,
     params:
+        code=code("pretrained_fits.py"),
         input_space=PRETRAINED["input_space"],
         eta=THEORY["eta"],
         tau_range=THEORY["tau_range"],

@@ -17,6 +17,7 @@ rule publish:
     resources:
         mem_mb=1000,
     params:
+        code=code("publish.py"),
         files=PUBLISHED,
     script:
         "../scripts/publish.py"
@@ -38,6 +39,7 @@ rule publish_pretrained:
     resources:
         mem_mb=1000,
     params:
+        code=code("publish.py"),
         files=PUBLISHED_PRETRAINED,
     script:
         "../scripts/publish.py"

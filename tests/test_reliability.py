@@ -246,6 +246,15 @@ def test_every_rule_that_runs_code_declares_its_memory():
                 assert "mem_mb=" in block, f"{path.name}: rule {block.split(':')[0]}"
 
 
+def test_every_rule_that_runs_code_reruns_when_its_code_changes():
+    # the digest of its script and the library modules it imports is one of its params
+    for path in (ROOT / "rules").glob("*.smk"):
+        for block in path.read_text().split("\nrule ")[1:]:
+            if "    script:" in block:
+                script = block.split('"../scripts/')[1].split('"')[0]
+                assert f'code=code("{script}")' in block, f"{path.name}: rule {block.split(':')[0]}"
+
+
 def peak_rss_mb(code: str, *args) -> float:
     result = subprocess.run(
         [
