@@ -94,6 +94,14 @@ def _read_table(path):
     return pd.read_csv(path, dtype={"labels": str}) if path.is_file() else None
 
 
+def _committed(root, filename: str, sets=("default", "extended")):
+    """(result set, table) for each committed set whose `filename` has rows."""
+    for name in sets:
+        table = _read_table(root / name / filename)
+        if table is not None and not table.empty:
+            yield name, table
+
+
 def _bound_note(row) -> str:
     """A note where fitted taus sit at a bound of the range (the formula is then lambda^±1)."""
     count = row.get("formula_tau_at_bound", 0)
@@ -154,10 +162,7 @@ def heldout_block(root) -> str:
     root = Path(root)
     begin, end = markers("heldout")
     lines = [begin, ""]
-    for name in ("default", "extended"):
-        table = _read_table(root / name / "heldout_rescaling.csv")
-        if table is None or table.empty:
-            continue
+    for name, table in _committed(root, "heldout_rescaling.csv"):
         lines += [
             f"Rescaled component, τ from the same seed's unscaled run, no refit "
             f"(`docs/results/{name}/heldout_rescaling.csv`; n = seeds):",
@@ -180,10 +185,7 @@ def heldout_block(root) -> str:
                 f"{row.get('verdict_profile_measured', '—')} |"
             )
         lines.append("")
-    for name in ("default", "extended"):
-        table = _read_table(root / name / "cross_dataset_summary.csv")
-        if table is None or table.empty:
-            continue
+    for name, table in _committed(root, "cross_dataset_summary.csv"):
         lines += [
             f"Another dataset, τ fitted on the source's runs predicts the target's profiles from "
             f"the target's own λ, no refit (`docs/results/{name}/cross_dataset_summary.csv`; "
@@ -243,8 +245,7 @@ def findings_block(root) -> str:
                 f"- ImageNet-trained first layers ({row['layers']}; paper ≈ 0.90): {versus(row)}."
             )
     # the held-out tests from the richest committed set that has them
-    held = [(n, _read_table(root / n / "heldout_rescaling.csv")) for n in ("extended", "default")]
-    held = [(n, t) for n, t in held if t is not None and not t.empty]
+    held = list(_committed(root, "heldout_rescaling.csv", ("extended", "default")))
     if held:
         name, table = held[0]
         parts = [
@@ -257,10 +258,7 @@ def findings_block(root) -> str:
             f"- Held-out rescaled component (`{name}`, τ from the unscaled run, measured λ, n = "
             f"seeds): " + "; ".join(parts) + "."
         )
-    for name in ("default", "extended"):
-        across = _read_table(root / name / "cross_dataset_summary.csv")
-        if across is None or across.empty:
-            continue
+    for name, across in _committed(root, "cross_dataset_summary.csv"):
         parts = [
             f"{row['source']} → {row['target']} predicted r {_cell(row, 'predicted')} "
             f"(in-sample {_cell(row, 'in_sample')}, best null {_cell(row, 'null_predicted')}: "
