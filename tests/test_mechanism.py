@@ -54,6 +54,32 @@ def test_autocorrelation_of_white_noise_is_zero_off_centre():
     assert curve[0] == pytest.approx(1) and np.abs(curve[1:]).max() < 0.02
 
 
+def test_autocorrelation_in_chunks_equals_the_whole_tensor_formula():
+    """Summed a few images at a time (37 images: a partial last chunk), the autocorrelation is
+    the per-channel correlation of the whole tensor, computed here directly in numpy."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(37, 3, 20, 20)).cumsum(axis=3).cumsum(axis=2)  # correlated neighbours
+    bank = random_bank(5, 3, 3, 0)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))
+    r = np.einsum("ncijkl,fckl->nfij", windows, bank)  # valid cross-correlation, as conv2d
+    r = (r - r.mean(axis=(0, 2, 3), keepdims=True)) / r.std(axis=(0, 2, 3), keepdims=True)
+    size = r.shape[3]
+    expected = [
+        np.mean(
+            [
+                (r[:, f, :, d:] * r[:, f, :, : size - d]).mean()
+                + (r[:, f, d:, :] * r[:, f, : size - d, :]).mean()
+                for f in range(5)
+            ]
+        )
+        / 2
+        for d in range(8)
+    ]
+    curve = response_autocorrelation(x, bank, 7, chunk=16)
+    assert curve[1] > 0.5
+    assert np.allclose(curve, expected, rtol=0, atol=1e-6)
+
+
 def test_whitening_bank_decorrelates_real_images_and_rgb_does_not(cifar_lossless):
     images, _ = cifar_lossless
     mean, std = channel_stats(images)

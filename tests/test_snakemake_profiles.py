@@ -60,6 +60,8 @@ def test_the_cluster_settings_in_effect(monkeypatch):
     train = {name: resource.value for name, resource in args["set_resources"]["train"].items()}
     # runtime and memory are not set here: they come per run from the rule
     assert train == {"gpu": 1, "cpus_per_gpu": 2}
+    # 2 threads (the rule says 1, for CPU runs side by side): a batch trains one run at a time
+    assert args["set_threads"]["train"].value == 2
 
 
 def test_each_train_job_asks_for_its_runs_request(tmp_path):

@@ -140,13 +140,19 @@ def train_on_average_patches(average, labels, init, eta: float, steps: int) -> n
     """The same gradient descent for many runs at once, on the average patches: since
     f(x) = s . m(x), a network is fully described by its (K, d) filters and the images by
     their (N, d) average patches. `labels` (R, N) and `init` (R, K, d) for R runs; returns the
-    (R, K, d) filters. Differentiated by autograd, like the conv network it equals."""
+    (R, K, d) filters. Differentiated by autograd, like the conv network it equals.
+
+    The loss of run r, 1/(2N) sum_n (s . m_n - y_rn)^2, equals 1/2 s^T A s - b_r . s plus a
+    constant (A and b_r the moments of the module docstring), so each step costs d x d per run
+    instead of N x d: the same steps, a few hundred times faster at N = 10,000."""
     m = torch.as_tensor(np.asarray(average), dtype=torch.float64)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.float64)
+    second = m.T @ m / len(m)  # A
+    cross = y @ m / len(m)  # b_r, one row per run
     w = torch.as_tensor(np.asarray(init), dtype=torch.float64).clone().requires_grad_(True)
     for _ in range(steps):
-        out = torch.einsum("rkd,nd->rn", w, m)  # every run's prediction on every image
-        loss = 0.5 * torch.mean((out - y) ** 2, dim=1).sum()
+        s = w.sum(dim=1)  # every run's filter sum, (R, d)
+        loss = (0.5 * ((s @ second) * s).sum(dim=1) - (cross * s).sum(dim=1)).sum()
         (grad,) = torch.autograd.grad(loss, w)
         with torch.no_grad():
             w -= eta * grad

