@@ -7,6 +7,7 @@ import pytest
 from conftest import smooth_images
 
 from firstlayer.datasets.sources import channel_stats
+from firstlayer.errors import InputError
 from firstlayer.patches.features import image_features
 from firstlayer.patches.stats import patch_statistics
 from firstlayer.theory.fits import fit_profiles, table3
@@ -78,6 +79,11 @@ def test_autocorrelation_in_chunks_equals_the_whole_tensor_formula():
     curve = response_autocorrelation(x, bank, 7, chunk=16)
     assert curve[1] > 0.5
     assert np.allclose(curve, expected, rtol=0, atol=1e-6)
+
+
+def test_autocorrelation_refuses_an_empty_chunk_before_any_convolution():
+    with pytest.raises(InputError, match=r"chunk=0; allowed: a number of images >= 1"):
+        response_autocorrelation(np.zeros((2, 3, 8, 8)), None, 3, chunk=0)
 
 
 def test_whitening_bank_decorrelates_real_images_and_rgb_does_not(cifar_lossless):

@@ -223,8 +223,10 @@ def findings_block(root) -> str:
         )
 
     # Table 3 from the richest committed set that has it (more distinct runs per row)
-    tables = [(n, _read_table(root / n / "table3.csv")) for n in ("extended", "default")]
-    tables = [(n, t[t["dataset"] == "cifar10"]) for n, t in tables if t is not None]
+    tables = [
+        (n, t[t["dataset"] == "cifar10"])
+        for n, t in _committed(root, "table3.csv", ("extended", "default"))
+    ]
     if tables:
         name, table = tables[0]
         for network, labels, text in (

@@ -24,13 +24,13 @@ def response_autocorrelation(
 ) -> np.ndarray:
     """Autocorrelation at distances 0..max_distance of conv(images, bank) (valid, stride 1);
     `bank` None uses the images' channels. Horizontal and vertical shifts are averaged."""
+    if chunk < 1:
+        raise InputError(f"chunk={chunk}; allowed: a number of images >= 1")
     # float32 responses: correlations need 3 digits
     x = torch.as_tensor(np.asarray(images_nchw), dtype=torch.float32)
     r = x if bank is None else F.conv2d(x, torch.as_tensor(np.asarray(bank), dtype=torch.float32))
     r = r - r.mean(dim=(0, 2, 3), keepdim=True)
     r = r / r.pow(2).mean(dim=(0, 2, 3), keepdim=True).sqrt().clamp_min(1e-300)
-    if chunk < 1:
-        raise InputError(f"chunk={chunk}; allowed: a number of images >= 1")
     size = min(r.shape[2], r.shape[3])
     if max_distance >= size:
         raise InputError(
