@@ -41,9 +41,26 @@ class RunSpec:
     momentum: float = 0.0
     weight_decay: float = 0.0
     precision: str = "float32"
+    # Settings added after runs were published: a spec states them only when they differ from
+    # their defaults (LATER_DEFAULTS), so every earlier run keeps its name, hash and init seed.
+    record_lr_steps: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        # a list from JSON or YAML becomes the hashable tuple of floats it stands for
+        object.__setattr__(self, "record_lr_steps", tuple(map(float, self.record_lr_steps)))
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        spec = dataclasses.asdict(self)
+        for key, default in LATER_DEFAULTS.items():
+            if spec[key] == default:
+                del spec[key]
+            elif isinstance(spec[key], tuple):
+                spec[key] = list(spec[key])  # as JSON and YAML write it
+        return spec
+
+
+# The fields of RunSpec added later, with the defaults under which a spec leaves them out.
+LATER_DEFAULTS = {"record_lr_steps": ()}
 
 
 AXES = {
@@ -66,6 +83,7 @@ SETTINGS = [
     "momentum",
     "weight_decay",
     "precision",
+    "record_lr_steps",
 ]
 # Settings spelled out in run names; any other setting that differs from the defaults adds a
 # short hash of the full spec, so two different runs never share a name.
@@ -91,10 +109,15 @@ def run_name(spec: RunSpec, defaults: dict) -> str:
     if spec.precision != "float32":
         parts.append(spec.precision)
     other = {key: getattr(spec, key) for key in SETTINGS if key not in NAMED}
-    if any(other[key] != defaults.get(key, other[key]) for key in other):
+    if any(_normal(other[key]) != _normal(defaults.get(key, other[key])) for key in other):
         digest = hashlib.sha256(json.dumps(spec.as_dict(), sort_keys=True).encode()).hexdigest()
         parts.append(digest[:8])
     return "_".join(parts)
+
+
+def _normal(value):
+    """A setting as RunSpec holds it (a list of numbers as a tuple of floats)."""
+    return tuple(map(float, value)) if isinstance(value, (list, tuple)) else value
 
 
 def build_grid(experiments: dict, defaults: dict) -> dict[str, dict]:
@@ -107,7 +130,8 @@ def build_grid(experiments: dict, defaults: dict) -> dict[str, dict]:
             for key, field in AXES.items()
         }
         for values in itertools.product(*axes.values()):
-            spec = RunSpec(**dict(zip(axes, values)), **{k: settings[k] for k in SETTINGS})
+            chosen = {k: settings[k] for k in SETTINGS if k in settings}
+            spec = RunSpec(**dict(zip(axes, values)), **chosen)
             name = run_name(spec, defaults)
             if name in rows and rows[name]["spec"] != spec:
                 raise InputError(

@@ -86,9 +86,13 @@ def fit_profiles(
     return table
 
 
+# Runs of one Table 3 row share these too: a recipe trained further or faster is another regime.
+RECIPE = ["lr", "epochs"]
+
+
 def table3(fits: pd.DataFrame) -> pd.DataFrame:
-    """Table 3 with its null models: per (dataset, network, labels, inputs) the final learned
-    profiles of distinct runs, and per dataset the distinct random initialisations; see
+    """Table 3 with its null models: per (dataset, network, labels, inputs, lr, epochs) the final
+    learned profiles of distinct runs, and per dataset the distinct random initialisations; see
     `nulls.summarise` for the columns (n, means with 95% t intervals, best null family,
     delta r and delta log-RMSE, verdicts), plus the exact prediction's mean r and interval."""
     final = fits[(fits["kind"] == "learned") & fits["final"] & ~fits["frozen"]]
@@ -102,10 +106,12 @@ def table3(fits: pd.DataFrame) -> pd.DataFrame:
             )
         rows.append(row)
 
-    for (dataset, arch, labels, inputs), frame in final.groupby(
-        ["dataset", "arch", "labels", "inputs"], sort=True
+    for (dataset, arch, labels, inputs, lr, epochs), frame in final.groupby(
+        ["dataset", "arch", "labels", "inputs", *RECIPE], sort=True
     ):
-        add(frame, dataset=dataset, network=arch, labels=labels, inputs=inputs)
+        add(
+            frame, dataset=dataset, network=arch, labels=labels, inputs=inputs, lr=lr, epochs=epochs
+        )
     for dataset, frame in fits[fits["kind"] == "random init"].groupby("dataset", sort=True):
         add(frame, dataset=dataset, network="random init", labels="-", inputs="-")
     return pd.DataFrame(rows)
@@ -131,17 +137,21 @@ def fit_curves(
     eta: float = 1e-7,
     tau_range=(1e-4, 1e4),
 ) -> pd.DataFrame:
-    """Curves for the fit figure: per (dataset, arch, labels, inputs), the mean over seeds of the
-    final learned profiles (max-normalised) with the formula and the exact prediction fitted to
-    that mean; and one random init's raw profile per dataset with its formula fit."""
+    """Curves for the fit figure: per (dataset, arch, labels, inputs, lr, epochs), the mean over
+    seeds of the final learned profiles (max-normalised) with the formula and the exact
+    prediction fitted to that mean; and one random init's raw profile per dataset with its
+    formula fit."""
     final = profiles.merge(fits[fits["final"]][["run", "step"]], on=["run", "step"])
     final = final[~final["frozen"]]
     panels = []
-    for (dataset, arch, labels, inputs), frame in final.groupby(
-        ["dataset", "arch", "labels", "inputs"], sort=True
+    several = {key: final[key].nunique() > 1 for key in RECIPE}  # named only where they differ
+    for (dataset, arch, labels, inputs, lr, epochs), frame in final.groupby(
+        ["dataset", "arch", "labels", "inputs", *RECIPE], sort=True
     ):
         mean = frame.groupby("component")["energy_normalised"].mean().to_numpy()
         title = f"{dataset} {arch}, {labels} labels" + ("" if inputs == "none" else f", {inputs}")
+        title += f", lr {lr:g}" if several["lr"] else ""
+        title += f", {epochs} epochs" if several["epochs"] else ""
         panels.append((title, f"learned (mean of {frame['run'].nunique()} runs)", mean, dataset))
     init = profiles[profiles["step"] == 0]
     for dataset, frame in init.groupby("dataset", sort=True):
@@ -319,7 +329,7 @@ def pretrained_fit_study(
     return layers, table
 
 
-MATCH = ["arch", "first_width", "width", "labels", "inputs", "epochs"]
+MATCH = ["arch", "first_width", "width", "labels", "inputs", "epochs", "lr"]
 CROSS_DATASET_COLUMNS = [
     *("source", "source_runs", "target", "run", *MATCH, "seed", "source_tau"),
     *("predicted_correlation", "in_sample_correlation", "in_sample_tau", "null_family"),

@@ -20,9 +20,10 @@ from firstlayer.theory.formula import fit_formula, formula_profile
 from firstlayer.theory.nulls import compare_fits, null_curve, verdict
 from firstlayer.training.analysis import final_profiles
 
-# runs compared with each other: same data, network and seed (frozen runs are left out); random
+# runs compared with each other: same data, network, learning rate and seed (frozen runs are
+# left out); random
 # labels may train longer (the paper's recipe), so label comparisons ignore the epochs
-KEYS = ["dataset", "arch", "first_width", "width", "seed"]
+KEYS = ["dataset", "arch", "first_width", "width", "seed", "lr"]
 # a scaled run's unscaled partner, whose fitted tau predicts it: the same recipe in every way
 PARTNER_KEYS = [*KEYS, "epochs"]
 TAU_RANGE = (1e-4, 1e4)

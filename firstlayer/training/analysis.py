@@ -20,6 +20,7 @@ SPEC_COLUMNS = [
     "inputs",
     "frozen",
     "epochs",
+    "lr",
 ]
 
 
@@ -116,12 +117,12 @@ def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
             (
                 "Table 1",
                 "across seeds",
-                pairs(true, ["arch", "first_width", "width", "inputs", "epochs"], ["seed"]),
+                pairs(true, ["arch", "first_width", "width", "inputs", "epochs", "lr"], ["seed"]),
             ),
             (
                 "Table 1",
                 "across first-layer widths",
-                pairs(true, ["arch", "width", "inputs"], ["first_width"]),
+                pairs(true, ["arch", "width", "inputs", "lr"], ["first_width"]),
             ),
             (
                 "Table 1",
@@ -137,6 +138,7 @@ def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
                         true.index[true["arch"].str.startswith("vgg")],
                         true.index[true["arch"].str.startswith("resnet")],
                     )
+                    if true.loc[a, "lr"] == true.loc[b, "lr"]
                 ],
             ),
             (
@@ -152,7 +154,7 @@ def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
                     for a, b in itertools.product(true.index, random.index)
                     if all(
                         true.loc[a, c] == random.loc[b, c]
-                        for c in ["arch", "first_width", "width", "inputs"]
+                        for c in ["arch", "first_width", "width", "inputs", "lr"]
                     )
                 ],
             ),

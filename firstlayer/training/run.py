@@ -83,16 +83,29 @@ def balanced_subset(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def record_steps(steps_per_epoch: int, epochs: int) -> set[int]:
+def record_steps(
+    steps_per_epoch: int, epochs: int, lr: float | None = None, lr_steps=()
+) -> set[int]:
     """Steps at which the first layer is recorded: 0, log-spaced through the first epoch
-    (1, 2, 4, ...), then the end of every epoch."""
+    (1, 2, 4, ...), then the end of every epoch; and, for each value c of `lr_steps` (the
+    theory's clock lr x step), the step nearest to c / lr (at least 1) within the run."""
     steps = {0}
     step = 1
     while step < steps_per_epoch:
         steps.add(step)
         step *= 2
     steps.update(steps_per_epoch * (epoch + 1) for epoch in range(epochs))
+    total = steps_per_epoch * epochs
+    steps.update(step for step in (max(1, round(c / lr)) for c in lr_steps) if lr and step <= total)
     return steps
+
+
+def filter_norms2(model) -> torch.Tensor:
+    """Squared norm of every first-layer filter, (K,) in float64 on the model's device. A
+    BatchNorm after the first convolution makes the loss blind to a filter's scale, so SGD turns
+    a filter's direction by an effective step of lr / |w_k|^2 (the normalised clock)."""
+    weight = model.first_conv.weight.detach()
+    return weight.double().pow(2).sum(dim=tuple(range(1, weight.dim())))
 
 
 def _tensor(images_nhwc: np.ndarray, mean, std, device) -> torch.Tensor:
@@ -229,6 +242,9 @@ def load_checkpoint(path: Path, spec: RunSpec, log=print) -> dict | None:
     if saved["spec"] != spec.as_dict():
         log(f"ignoring {path}: it belongs to another configuration")
         return None
+    if not {"clock", "clocks"} <= set(saved["state"]):
+        log(f"ignoring {path}: written by an earlier version (no normalised clock)")
+        return None
     return saved
 
 
@@ -239,6 +255,7 @@ def restore(saved: dict, model, optimizer) -> dict:
     optimizer.load_state_dict(saved["optimizer"])  # casts its state to each parameter's device
     state = saved["state"]
     state["weights"] = [weights.cpu() for weights in state["weights"]]
+    state["clocks"] = [clock.cpu() for clock in state["clocks"]]
     state["resumed_from"].append(state["epoch"])
     return state
 
@@ -283,12 +300,16 @@ def train(
     )
     n = len(data["y"])
     steps_per_epoch = -(-n // spec.batch_size)
-    recorded = record_steps(steps_per_epoch, spec.epochs)
+    recorded = record_steps(steps_per_epoch, spec.epochs, spec.lr, spec.record_lr_steps)
+    norms2 = filter_norms2(model)
     state = {
         "epoch": 0,
         "step": 0,
         "steps": [0],
         "weights": [_first(model)],
+        # per filter, the sum over steps of lr / |w_k|^2 at the weights each step started from
+        "clock": torch.zeros_like(norms2),
+        "clocks": [torch.zeros_like(norms2).cpu()],
         "metrics": [],
         "seconds": 0.0,
         "resumed_from": [],
@@ -297,6 +318,8 @@ def train(
     saved = load_checkpoint(checkpoint_path, spec, log)
     if saved is not None:
         state = restore(saved, model, optimizer)
+        state["clock"] = state["clock"].to(device)
+        norms2 = filter_norms2(model)
         log(f"resuming from the checkpoint after epoch {state['epoch']} (step {state['step']})")
     log(
         f"training {spec.arch} (first layer {spec.first_width} filters"
@@ -306,10 +329,14 @@ def train(
     )
 
     def on_step(state):
+        nonlocal norms2
         state["step"] += 1
+        state["clock"] += spec.lr / norms2  # on the device: no host synchronisation
+        norms2 = filter_norms2(model)
         if state["step"] in recorded:
             state["steps"].append(state["step"])
             state["weights"].append(_first(model))
+            state["clocks"].append(state["clock"].cpu().clone())
 
     last_save = time.perf_counter()
     for epoch in range(state["epoch"], spec.epochs):
@@ -412,6 +439,7 @@ def write_run(path, spec: RunSpec, state, data, device, steps_per_epoch, mode="f
         group.create_dataset("steps", data=np.asarray(state["steps"], np.int64))
         group.create_dataset("epochs", data=np.asarray(state["steps"]) / steps_per_epoch)
         group.create_dataset("weights", data=torch.stack(state["weights"]).numpy())
+        group.create_dataset("normalised_clock", data=torch.stack(state["clocks"]).numpy())
         table = handle.create_group("metrics")
         for position, column in enumerate(columns):
             table.create_dataset(column, data=metrics[:, position])
@@ -438,6 +466,8 @@ class Run:
     epochs: np.ndarray
     weights: np.ndarray
     metrics: dict
+    # per recorded step and filter, the sum of lr / |w_k|^2 so far (None in older run files)
+    normalised_clock: np.ndarray | None = None
 
     @property
     def init(self) -> np.ndarray:
@@ -453,7 +483,10 @@ def read_run(path) -> Run:
         spec = RunSpec(**json.loads(handle.attrs["spec"]))
         group = handle["first_layer"]
         metrics = {name: handle["metrics"][name][()] for name in handle["metrics"]}
-        return Run(spec, group["steps"][()], group["epochs"][()], group["weights"][()], metrics)
+        clock = group["normalised_clock"][()] if "normalised_clock" in group else None
+        return Run(
+            spec, group["steps"][()], group["epochs"][()], group["weights"][()], metrics, clock
+        )
 
 
 def main(argv=None) -> int:
