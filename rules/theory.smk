@@ -158,6 +158,7 @@ rule clock:
         records="results/tables/theory/clock_fits.csv",
         slopes="results/tables/theory/clock.csv",
         collapse="results/tables/theory/clock_collapse.csv",
+        twins="results/tables/theory/clock_twins.csv",
         pdf="results/figures/theory/clock.pdf",
         png=report(
             "results/figures/theory/clock.png",

@@ -18,7 +18,7 @@ from firstlayer.common.grid import RunSpec, build_grid
 from firstlayer.common.settings import UNCHANGED, learned_unmanipulated, parse_deciles
 
 FIGURE_FORMATS = ("pdf", "png")
-CLOCK_TABLES = ("clock", "clock_collapse", "clock_fits")
+CLOCK_TABLES = ("clock", "clock_collapse", "clock_fits", "clock_twins")
 
 
 def expand(pattern: str, **values) -> list[str]:

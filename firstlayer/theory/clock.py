@@ -397,6 +397,50 @@ def collapse(trajectories, basis: dict, points: int = 6) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def twins(trajectories, records: pd.DataFrame, basis: dict) -> pd.DataFrame:
+    """Every pair of runs of one group and seed at two learning rates, at every lr x step value
+    both recorded on their grids: the profile correlation and each run's fitted tau (by r and
+    by log-RMSE) side by side, e.g. a run at the paper's own lr and its twin at a larger one."""
+    rows = []
+    grid = records[records["on_grid"]].set_index(["run", "step"])
+    groups: dict[tuple, list[Trajectory]] = {}
+    for path in trajectories:
+        groups.setdefault((tuple(path.group.items()), path.seed), []).append(path)
+    for (group_items, seed), members in groups.items():
+        for a, b in itertools.combinations(sorted(members, key=lambda p: p.lr), 2):
+            if a.lr == b.lr or not a.grid:
+                continue
+            for c in _evaluation_points(a, b, "lr_steps", 0):
+                steps = (max(1, round(c / a.lr)), max(1, round(c / b.lr)))
+                if (a.name, steps[0]) not in grid.index or (b.name, steps[1]) not in grid.index:
+                    continue
+                fa, fb = grid.loc[(a.name, steps[0])], grid.loc[(b.name, steps[1])]
+                u = basis[a.group["dataset"]]
+                rows.append(
+                    {
+                        **dict(group_items),
+                        "seed": seed,
+                        "lr_steps": float(c),
+                        "run_a": a.name,
+                        "lr_a": a.lr,
+                        "step_a": steps[0],
+                        "run_b": b.name,
+                        "lr_b": b.lr,
+                        "step_b": steps[1],
+                        "correlation": similarity(
+                            energy(a.change(int(np.flatnonzero(a.steps == steps[0])[0])), u),
+                            energy(b.change(int(np.flatnonzero(b.steps == steps[1])[0])), u),
+                        ),
+                        **{
+                            f"{column}_{side}": float(frame[column])
+                            for side, frame in (("a", fa), ("b", fb))
+                            for column in ("formula_tau", "formula_log_tau", "formula_correlation")
+                        },
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def linear_trajectories(
     average, settings: dict, system: str, dataset: str, seed: int = 0
 ) -> list[Trajectory]:
@@ -492,4 +536,10 @@ def clock_study(run_paths, stats_paths, feature_paths, settings: dict, eta: floa
     records = fit_records(trajectories, lambdas, basis, eta, tau_range)
     table = slopes(records)
     print(table.to_string(index=False))
-    return {"records": records, "slopes": table, "collapse": collapse(trajectories, basis)}
+    trained = [path for path in trajectories if path.group["system"] == "trained"]
+    return {
+        "records": records,
+        "slopes": table,
+        "collapse": collapse(trajectories, basis),
+        "twins": twins(trained, records, basis),
+    }
