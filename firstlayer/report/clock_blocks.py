@@ -52,7 +52,7 @@ def slopes_block(root, sets=CLOCK_SETS) -> list[str]:
         if table is None:
             continue
         keys = ["system", "labels", "inputs", "clock", "scope"]
-        for key, frame in table.groupby(keys, sort=False):
+        for _, frame in table.groupby(keys, sort=False):
             by = frame.set_index("tau_fit")
             if not {"formula_tau", "formula_log_tau"} <= set(by.index):
                 continue
@@ -170,7 +170,8 @@ def twins_block(root, sets=CLOCK_SETS) -> list[str]:
             lines.append(
                 f"| {name} | {_group(row)} | {row['seed']} | {row['lr_steps']:g} | "
                 f"{row['lr_a']:g} ({row['step_a']}) | {row['lr_b']:g} ({row['step_b']}) | "
-                f"{row['correlation']:.3f} | {row['formula_tau_a']:.3g} / {row['formula_tau_b']:.3g} | "
+                f"{row['correlation']:.3f} | "
+                f"{row['formula_tau_a']:.3g} / {row['formula_tau_b']:.3g} | "
                 f"{row['formula_log_tau_a']:.3g} / {row['formula_log_tau_b']:.3g} |"
             )
     return lines
