@@ -35,7 +35,7 @@ from firstlayer.report.schema_doc import reference_block
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-RESULT_SETS = ("default", "extended")
+RESULT_SETS = ("default", "extended", "regime", "paper-core")
 
 
 def _sha256(path: Path) -> str:
