@@ -199,7 +199,7 @@ def slopes(records: pd.DataFrame) -> pd.DataFrame:
     for group, frame in records.groupby(key, sort=True):
         group = dict(zip(key, group if isinstance(group, tuple) else (group,)))
         lrs = sorted(frame["lr"].unique())
-        scopes = ([("pooled", None)] if len(lrs) > 1 else []) + [(f"lr {lr:g}", lr) for lr in lrs]
+        scopes = ([("pooled", None)] if len(lrs) > 1 else []) + [(f"lr {lr:.3g}", lr) for lr in lrs]
         for clock in CLOCKS:
             if f"clock_{clock}" not in frame or frame[f"clock_{clock}"].isna().all():
                 continue
@@ -237,7 +237,7 @@ def slopes(records: pd.DataFrame) -> pd.DataFrame:
                         "clock": clock,
                         "tau_fit": tau_column,
                         "scope": scope,
-                        "learning_rates": " ".join(f"{lr:g}" for lr in lrs),
+                        "learning_rates": " ".join(f"{lr:.3g}" for lr in lrs),
                         "predicted_a": PREDICTED[clock][0],
                         "predicted_b": PREDICTED[clock][1] if only is None else float("nan"),
                         "records": used,
