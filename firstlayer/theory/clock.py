@@ -434,7 +434,13 @@ def twins(trajectories, records: pd.DataFrame, basis: dict) -> pd.DataFrame:
                         **{
                             f"{column}_{side}": float(frame[column])
                             for side, frame in (("a", fa), ("b", fb))
-                            for column in ("formula_tau", "formula_log_tau", "formula_correlation")
+                            for column in (
+                                "formula_tau",
+                                "formula_tau_at_bound",
+                                "formula_log_tau",
+                                "formula_log_tau_at_bound",
+                                "formula_correlation",
+                            )
                         },
                     }
                 )
