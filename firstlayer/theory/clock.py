@@ -275,7 +275,8 @@ def collapse(trajectories, basis: dict, points: int = 6) -> pd.DataFrame:
     row, pairs of seeds with a jackknife over runs):
 
     - `equal clock`: the two learning rates at the same clock value (same seed);
-    - `equal step`: the same two runs at steps both recorded (their lr x step a ratio apart);
+    - `equal step`: the same two runs at the steps both recorded (their lr x step a ratio
+      apart), from the slower run's first grid value of lr x step on;
     - `equal lr, clock x ratio`: the run at lr_a against itself at clocks a ratio apart;
     - `seeds, equal lr and clock`: two seeds at lr_a, same clock (the noise ceiling)."""
     rows = []
@@ -309,7 +310,10 @@ def collapse(trajectories, basis: dict, points: int = 6) -> pd.DataFrame:
                                 ]
                             )
                         )
-                    shared = sorted(set(a.steps[1:]) & set(b.steps[1:]))
+                    # steps both recorded from the slower run's first clock value on, where both
+                    # are as far into training as the equal-clock comparison looks
+                    floor = min(a.grid) / a.lr * (1 - 1e-9) if a.grid else 1
+                    shared = sorted(s for s in set(a.steps) & set(b.steps) if s >= floor)
                     if shared:
                         index_a = {step: i for i, step in enumerate(a.steps)}
                         index_b = {step: i for i, step in enumerate(b.steps)}
