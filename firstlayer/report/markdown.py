@@ -225,14 +225,19 @@ def heldout_block(root) -> str:
 
 
 def findings_block(root) -> str:
-    """The README's few lines on what the theory tests found, from the committed tables: the
-    formula against the best null family (trained VGG11, random inits, ImageNet-trained first
-    layers), the held-out rescaling and the cross-dataset prediction."""
+    """The README's few lines on what the theory tests found, from the committed tables, the
+    paper's regime first: Table 3 at the paper's own scale (a GPU set) and at its lr x steps on a
+    CPU with the held-out test there, the run at the paper's own recipe beside its twin, the
+    clock test; then the CPU-scale sets (trained VGG11, random inits, ImageNet-trained first
+    layers, held-out rescaling, cross-dataset prediction)."""
     from pathlib import Path
+
+    from firstlayer.theory.nulls import paper_tau_range
 
     root = Path(root)
     begin, end = markers("findings")
     lines = [begin, ""]
+    low, high = paper_tau_range(30 * 30)  # CIFAR's 32 x 32 images, 3 x 3 patches
 
     def versus(row) -> str:
         return (
@@ -241,7 +246,66 @@ def findings_block(root) -> str:
             f"**{row.get('verdict_log_rmse', '—')}** by log-RMSE (n = {row['n']})"
         )
 
-    # Table 3 from the richest committed set that has it (more distinct runs per row)
+    def held_out(name, table) -> str:
+        parts = [
+            f"{row['manipulation']} ({row['labels']} labels) measured e_N ratio "
+            f"{_cell(row, 'learned_ratio')}, formula {_cell(row, 'formula_ratio_measured')}, "
+            f"best null {_cell(row, 'null_ratio_measured')} "
+            f"(**{row.get('verdict_ratio_measured', '—')}**)"
+            for row in table.to_dict("records")
+        ]
+        return (
+            f"- Held-out rescaled component (`{name}`, τ from the unscaled run, measured λ, n = "
+            f"seeds): " + "; ".join(parts) + "."
+        )
+
+    for name in ("paper-core", "regime"):  # the paper's regime leads
+        table = _read_table(root / name / "table3.csv")
+        if table is None:
+            continue
+        learned = table[(table["dataset"] == "cifar10") & table["network"].str.startswith("vgg")]
+        for row in learned[learned["inputs"] == "none"].to_dict("records"):
+            lines.append(
+                f"- Paper's regime (`{name}`), VGG11 {row['labels']} labels, {_recipe(row)}: "
+                f"{versus(row)}; paper-range r {_cell(row, 'paper')}; median fitted τ "
+                f"{_tau(row)} against the authors' range {low:.2f}–{high:.0f}."
+            )
+        heldout = _read_table(root / name / "heldout_rescaling.csv")
+        if heldout is not None and len(heldout):
+            lines.append(held_out(name, heldout))
+        twins = _read_table(root / name / "clock_twins.csv")
+        if twins is not None and len(twins):
+            row = twins.loc[twins["lr_steps"].idxmax()]
+            lines.append(
+                f"- The paper's own lr {row['lr_a']:g} for {row['step_a']:,} steps beside lr "
+                f"{row['lr_b']:g} for {row['step_b']:,} (`{name}`, same lr × steps "
+                f"{row['lr_steps']:g}, one seed): profiles correlate {row['correlation']:.3f}; "
+                f"fitted τ {row['formula_tau_a']:.3g} against {row['formula_tau_b']:.3g}."
+            )
+    clock = _read_table(root / "clock" / "clock.csv")
+    if clock is not None:
+        pooled = clock[
+            (clock["scope"] == "pooled")
+            & (clock["clock"] == "lr_steps")
+            & (clock["tau_fit"] == "formula_tau")
+        ].set_index("system")
+        parts = []
+        for system, text in (
+            ("trained", "trained VGG11"),
+            ("linear CNN, synthetic independent patches", "the linear CNN on independent patches"),
+            ("linear CNN, cifar10 patches", "the linear CNN on CIFAR-10's patches"),
+        ):
+            if system in pooled.index:
+                row = pooled.loc[system]
+                parts.append(
+                    f"{text} a = {_cell(row, 'a')}, b = {_cell(row, 'b')} (n = {row['n']})"
+                )
+        if parts:
+            lines.append(
+                "- The clock (`clock`; fitted τ ∝ step^a · lr^b, where τ = η·t predicts a = b "
+                "= 1): " + "; ".join(parts) + "."
+            )
+    # Table 3 from the richest CPU-scale set that has it (more distinct runs per row)
     tables = [
         (n, t[t["dataset"] == "cifar10"])
         for n, t in _committed(root, "table3.csv", ("extended", "default"))
@@ -256,7 +320,9 @@ def findings_block(root) -> str:
             rows = table[(table["network"] == network) & (table["labels"] == labels)]
             rows = rows[rows["inputs"].isin(["none", "-"])]
             if len(rows):
-                lines.append(f"- {text} (`{name}`): {versus(rows.iloc[0])}.")
+                # both CPU-scale sets train 400 steps at lr 0.01 (tables before recipes had none)
+                where = name if network == "random init" else f"{name}, 400 steps at lr 0.01"
+                lines.append(f"- {text} (`{where}`): {versus(rows.iloc[0])}.")
     for path in sorted((root / "pretrained").glob("k*_table3.csv")):
         rows = _read_table(path)
         rows = rows[rows["network"].str.startswith("trained on ImageNet")]
@@ -265,20 +331,10 @@ def findings_block(root) -> str:
             lines.append(
                 f"- ImageNet-trained first layers ({row['layers']}; paper ≈ 0.90): {versus(row)}."
             )
-    # the held-out tests from the richest committed set that has them
+    # the held-out tests from the richest CPU-scale set that has them
     held = list(_committed(root, "heldout_rescaling.csv", ("extended", "default")))
     if held:
-        name, table = held[0]
-        parts = [
-            f"{row['manipulation']} ({row['labels']} labels) measured e_N ratio "
-            f"{_cell(row, 'learned_ratio')}, formula {_cell(row, 'formula_ratio_measured')} "
-            f"(**{row.get('verdict_ratio_measured', '—')}**)"
-            for row in table.to_dict("records")
-        ]
-        lines.append(
-            f"- Held-out rescaled component (`{name}`, τ from the unscaled run, measured λ, n = "
-            f"seeds): " + "; ".join(parts) + "."
-        )
+        lines.append(held_out(*held[0]))
     for name, across in _committed(root, "cross_dataset_summary.csv"):
         parts = [
             f"{row['source']} → {row['target']} predicted r {_cell(row, 'predicted')} "
