@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from firstlayer.errors import InputError
-from firstlayer.h5io import atomic_h5, open_checked, sha256_file
+from firstlayer.h5io import CHECKSUM_ATTR, atomic_h5, open_checked, sha256_file
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -486,6 +486,8 @@ class DatasetFile:
         self.shape = (int(attrs["height"]), int(attrs["width"]), int(attrs["channels"]))
         self.mean, self.std = np.asarray(attrs["mean"]), np.asarray(attrs["std"])
         self.source_sha256 = str(attrs["source_sha256"])
+        # the checksum of the whole file's content (every image and label), verified on open
+        self.content_sha256 = str(attrs[CHECKSUM_ATTR])
 
     def images(self, split: str):
         self._check_split(split)
