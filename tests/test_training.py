@@ -18,6 +18,7 @@ from firstlayer.training.manipulations import apply_labels
 from firstlayer.training.models import build
 from firstlayer.training.run import (
     balanced_subset,
+    batch_bounds,
     derive_seed,
     init_seed,
     read_run,
@@ -172,6 +173,18 @@ def test_record_schedule_and_balanced_subset():
     assert len(subset) == 52 and np.all(np.diff(subset) > 0)
     assert sorted(np.bincount(labels[subset])) == [10, 10, 10, 11, 11]
     assert np.array_equal(subset, balanced_subset(labels, 52, seed=0))
+
+
+def test_only_a_last_batch_of_one_image_changes():
+    """A final batch of exactly one image joins the batch before it; every other size keeps
+    ceil(n / batch) consecutive batches (10,000 images at 256: 40 steps, the last of 16)."""
+    for n, size in [(10000, 256), (48, 16), (50, 16), (160, 16), (2, 16), (16, 16), (1, 16)]:
+        bounds = batch_bounds(n, size)
+        assert bounds == [(start, min(start + size, n)) for start in range(0, n, size)]
+    assert len(batch_bounds(10000, 256)) == 40 and batch_bounds(10000, 256)[-1] == (9984, 10000)
+    assert batch_bounds(49, 16) == [(0, 16), (16, 32), (32, 49)]
+    assert batch_bounds(17, 16) == [(0, 17)]
+    assert batch_bounds(257, 256) == [(0, 257)]
 
 
 def test_grid_is_the_union_of_blocks():

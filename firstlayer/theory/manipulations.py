@@ -290,11 +290,12 @@ def summary(table: pd.DataFrame, baseline: list[float]) -> pd.DataFrame:
                     frame["learned_ratio"],
                 )
             )
+    compared = set()
+    if len(table) and "labels" in table:
+        scaled = table[table["kind"] == "scaled component"]
+        compared = set(zip(scaled["manipulation"], scaled["labels"]))
     for name, labels in table.attrs.get("left_out", []):
-        if (
-            not len(table)
-            or not ((table["manipulation"] == name) & (table["labels"] == labels)).any()
-        ):
+        if (name, labels) not in compared:
             rows.append(_no_pairs(f"{name}, {labels} labels: learned energy ratio"))
     return pd.DataFrame(rows, columns=["comparison", "mean", "low", "high", "n"])
 
