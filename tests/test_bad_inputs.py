@@ -1400,7 +1400,6 @@ def without_baseline(manipulation, run, partner):
 
         work, result = request.getfixturevalue("lopsided_run")
         assert result.returncode == 0, result.stderr[-3000:]
-        assert "Nothing to be done" in snakemake(work, "-n", repo=ROOT).stderr  # all built
         log = (work / "logs" / "theory" / "manipulations.log").read_text()
         assert f"left out: {run} has no {partner}" in log, log
         summary = pd.read_csv(work / "results" / "tables" / "theory" / "manipulations_summary.csv")
