@@ -726,7 +726,7 @@ class TrainFault:
     kind: str
     fault: str
     needles: tuple  # in the job's one error line (empty: the run trains)
-    dataset: str  # toy (the tiny npz, 60 images) or tree (an ImageFolder, 12 training images)
+    dataset: str  # toy, the tiny npz (60 images)
     block: dict  # its experiment block besides the dataset
     run: str  # the run's name
 
@@ -759,28 +759,14 @@ TRAIN_FAULTS = [
         "memory_beyond_machine",
         TRACEBACK,
         "a first width whose estimated memory exceeds what the job may use (10^8 filters)",
-        ("needs about", "MB of memory (the cost model's estimate", "allowed: a smaller"),
+        (
+            "needs about",
+            "MB of memory for its data, parameters and one batch",
+            "allowed: a smaller",
+        ),
         "toy",
         {**ONE_RUN, "first_widths": [10**8], "settings": {"epochs": 1}},
         "toy_vgg11_f100000000_w0.0625_true_s0_e1_n48",
-    ),
-    TrainFault(
-        "n_train_beyond_folder",
-        WRONG,
-        "`n_train: 20` on an ImageFolder of 12 training images (the name said n20)",
-        ("n_train = 20, but the training split of tree holds 12 images",),
-        "tree",
-        {**ONE_RUN, "settings": {"n_train": 20, "epochs": 1}},
-        "tree_vgg11_f8_w0.0625_true_s0_e1_n20",
-    ),
-    TrainFault(
-        "component_beyond_folder",
-        LATE,
-        "`scale28x2` on an ImageFolder (channels unknown while planning)",
-        ("inputs 'scale28x2' names principal component 28; allowed: 1..27",),
-        "tree",
-        {**ONE_RUN, "inputs": ["scale28x2"], "settings": {"n_train": 12, "epochs": 1}},
-        "tree_vgg11_f8_w0.0625_true_scale28x2_s0_e1_n12",
     ),
 ]
 
@@ -796,8 +782,6 @@ def bad_files_run(tmp_path_factory):
         bad.write(path / bad.file)
         section = config["pretrained"]["weight_files"] if bad.weights else config["datasets"]
         section[bad.key] = {**bad.entry, "path": bad.file}
-    image_tree(path / "tree")
-    config["datasets"]["tree"] = {"source": "imagefolder", "path": "tree"}
     for fault in TRAIN_FAULTS:
         config["experiments"][fault.id] = {"datasets": [fault.dataset], **fault.block}
     (path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -1164,7 +1148,7 @@ def resume_case(id, fault, what, change):
         assert len(aside) == 1 and not checkpoint.exists(), log
         line = f"checkpoint checkpoints/{TRUE_RUN}.pt was written for {what}; set aside as "
         assert line in log and "resuming" not in log, log
-        if what == "another dataset file content":  # fresh: trained from scratch on the new data
+        if what.startswith("other data"):  # fresh: trained from scratch on the new data
             import torch
 
             from firstlayer.training.run import read_run, train
@@ -1188,7 +1172,7 @@ RESUME_CASES = [
     resume_case(
         "resume_dataset_changed",
         "a training killed mid-run, then the .npz replaced by other images (resumed on the new data)",
-        "another dataset file content",
+        "other data (the dataset's images or labels changed)",
         replace_images,
     ),
     resume_case(

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from firstlayer.errors import InputError
-from firstlayer.h5io import CHECKSUM_ATTR, atomic_h5, open_checked, sha256_file
+from firstlayer.h5io import atomic_h5, open_checked, sha256_file
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -560,8 +560,6 @@ class DatasetFile:
         self.shape = (int(attrs["height"]), int(attrs["width"]), int(attrs["channels"]))
         self.mean, self.std = np.asarray(attrs["mean"]), np.asarray(attrs["std"])
         self.source_sha256 = str(attrs["source_sha256"])
-        # the checksum of the whole file's content (every image and label), verified on open
-        self.content_sha256 = str(attrs[CHECKSUM_ATTR])
 
     def images(self, split: str):
         self._check_split(split)
@@ -570,6 +568,18 @@ class DatasetFile:
     def labels(self, split: str) -> np.ndarray:
         self._check_split(split)
         return self._handle[split]["labels"][()]
+
+    def data_sha256(self, chunk: int = 4096) -> str:
+        """A checksum of what a run trains on: every split's images and labels and the class
+        names (not the file's creation time or provenance, which change when it is rebuilt)."""
+        digest = hashlib.sha256(json.dumps(self.class_names).encode())
+        for split in SPLITS:
+            images = self.images(split)
+            digest.update(f"{split}{images.shape}".encode())
+            for start in range(0, images.shape[0], chunk):
+                digest.update(np.ascontiguousarray(images[start : start + chunk]).tobytes())
+            digest.update(np.ascontiguousarray(self.labels(split), np.int64).tobytes())
+        return digest.hexdigest()
 
     def count(self, split: str) -> int:
         self._check_split(split)

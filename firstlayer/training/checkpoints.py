@@ -6,15 +6,15 @@ interval: a killed run loses at most one interval of work, or one epoch where an
 longer. It is written under a temporary name and renamed into place. The run file is the record
 of the end, after which the checkpoint is deleted.
 
-A checkpoint records what its run depends on (`dependencies`): the run's spec, the content
-checksum of the dataset file it trains on (the checksum the dataset HDF5 carries of its every
-image and label) and the digest of the code that trains it (the `train` rule's `code` param;
-outside the workflow, the digest of `firstlayer.training.run` and every module it imports). A run
-resumes from a checkpoint only when all three are the same: a checkpoint written for other data,
-other code or another configuration, or by an earlier version of this module, is set aside
-(renamed `<name>.stale-<time>`; the log says what differs) and the run starts over, so a resumed
-run never mixes two datasets or two versions of the code. One that cannot be read (truncated,
-foreign) is set aside as `<name>.corrupt-<time>` likewise.
+A checkpoint records what its run depends on (`dependencies`): the run's spec, a checksum of
+the data it trains on (every image and label of its dataset file, and the class names:
+`DatasetFile.data_sha256`) and the digest of the code that trains it (the `train` rule's `code`
+param; outside the workflow, the digest of `firstlayer.training.run` and every module it
+imports). A run resumes from a checkpoint only when all three are the same: a checkpoint
+written for other data, other code or another configuration, or by an earlier version of this
+module, is set aside (renamed `<name>.stale-<time>`; the log says what differs) and the run
+starts over, so a resumed run never mixes two datasets or two versions of the code. One that
+cannot be read (truncated, foreign) is set aside as `<name>.corrupt-<time>` likewise.
 
 A checkpoint is loaded to the CPU and its state moved to the model's device, so a run
 checkpointed on a GPU resumes on the CPU and vice versa. A resumed run ends bit-identical to an
@@ -33,11 +33,11 @@ import torch
 from firstlayer.errors import InputError
 
 # What a checkpoint must record to be resumed, besides the model and optimizer.
-DEPENDS = ("spec", "dataset_sha256", "code")
+DEPENDS = ("spec", "data_sha256", "code")
 # What differs, as the log line says it.
 WHAT = {
     "spec": "another configuration of the run",
-    "dataset_sha256": "another dataset file content",
+    "data_sha256": "other data (the dataset's images or labels changed)",
     "code": "another version of the training code",
 }
 
@@ -64,9 +64,9 @@ def checkpoint_due(since_last: float, epoch_seconds: float, interval: float) -> 
     return since_last + epoch_seconds > interval
 
 
-def dependencies(spec, dataset_sha256: str, code: str) -> dict:
+def dependencies(spec, data_sha256: str, code: str) -> dict:
     """What a run's result depends on, as its checkpoint records it."""
-    return {"spec": spec.as_dict(), "dataset_sha256": str(dataset_sha256), "code": str(code)}
+    return {"spec": spec.as_dict(), "data_sha256": str(data_sha256), "code": str(code)}
 
 
 def _set_aside(path: Path, tag: str) -> Path:

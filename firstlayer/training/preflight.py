@@ -6,10 +6,11 @@ the memory the job may use. Each problem is one line naming the run (InputError)
   would train on fewer images); a training set of one image is refused (batch norm needs two).
 - A component number (`scaleNxA`, `decileN`) beyond the patch dimension d = C k^2 of the
   dataset's images is refused (the workflow's gate refuses it already where it knows C).
-- Memory: the cost model's estimate (`firstlayer.common.cost`: dataset as uint8 and float32, 16
-  bytes per parameter, one batch's activations, the Python/torch runtime) without its safety
-  margin, from the dataset file's real sizes, against what the job may use: the machine's memory,
-  or the job's cgroup limit where smaller (SLURM confines a job to its request this way).
+- Memory: what the run itself holds by the cost model (`firstlayer.common.cost`: its data as
+  uint8 and float32, 16 bytes per parameter, one batch's activations), from the dataset file's
+  real sizes, without the margin and the runtime's share a cluster request adds, against what
+  the job may use: the machine's memory, or the job's cgroup limit where smaller (SLURM confines
+  a job to its request this way).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from firstlayer.common.cost import MEMORY_SAFETY, training_request
+from firstlayer.common.cost import MEMORY_SAFETY, RUNTIME_MB, training_request
 from firstlayer.common.facts import FIRST_LAYER_K, TorchvisionDataset
 from firstlayer.common.grid import RunSpec
 from firstlayer.common.settings import (
@@ -49,8 +50,9 @@ def memory_limit_mb(cgroup_files=CGROUP_LIMITS) -> tuple[float, str]:
 
 
 def estimated_mb(spec: RunSpec, facts: TorchvisionDataset) -> float:
-    """The cost model's memory estimate of a run, without the margin its request adds."""
-    return training_request(spec, facts, 1.0).mem_mb / MEMORY_SAFETY
+    """What a run holds in memory by the cost model: its request without the margin and the
+    Python/torch runtime's share (the request rounds up to 500 MB, so this errs high by less)."""
+    return training_request(spec, facts, 1.0).mem_mb / MEMORY_SAFETY - RUNTIME_MB
 
 
 def check_run(
@@ -93,7 +95,8 @@ def check_run(
     limit, what = limit or memory_limit_mb()
     if need > limit:
         raise InputError(
-            f"{where}: needs about {need:,.0f} MB of memory (the cost model's estimate for "
+            f"{where}: needs about {need:,.0f} MB of memory for its data, parameters and one "
+            f"batch's activations (the cost model's estimate for "
             f"{spec.first_width} first-layer filters, width {spec.width:g}, batch "
             f"{spec.batch_size}), more than the {limit:,.0f} MB of {what}; allowed: a smaller "
             f"first_width, width or batch_size, or a machine with more memory"

@@ -266,7 +266,7 @@ def train(
         classes = len(dataset.class_names)
         counts = (dataset.count("train"), dataset.count("test"))
         check_run(name, spec, dataset.shape, *counts, classes)
-        depends = dependencies(spec, dataset.content_sha256, code or code_digest(__file__))
+        depends = dependencies(spec, dataset.data_sha256(), code or code_digest(__file__))
         data = _prepare(spec, dataset, device)
     torch.manual_seed(init_seed(spec))
     model = build(spec.arch, spec.first_width, spec.width, data["classes"], data["channels"]).to(
