@@ -18,15 +18,20 @@ One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
   pretrained/ layers (first layers of torchvision models and user files), cli
               (`firstlayer-profile`)
   training/   models (CIFAR-style VGG/ResNet), devices (GPU slots), manipulations (label settings
-              and input transforms), run (one resumable training run), analysis (profiles along
-              training, Tables 1 and 2), estimate (compute and requests of a grid)
+              and input transforms), preflight (what a run checks before it reads its images),
+              checkpoints (written by interval, resumed only for the same spec, data and code),
+              run (one resumable training run), analysis (profiles along training, Tables 1 and
+              2), estimate (compute and requests of a grid), standalone (a config's grid trained
+              without Snakemake)
   theory/     formula (the linear-CNN formula and its fit), nulls (null families, the paper's
               tau range, intervals and verdicts), linear_cnn (the exact linear CNN), fits
               (Table 3), label_stats (Fig. 5), whitening (Fig. 6), manipulations (Figs. 8, 17,
-              18 and the held-out rescaling prediction)
+              18 and the held-out rescaling prediction), clock (does training act through
+              lr x steps?)
   report/     plots, theory_plots (one function per figure), training_figures (the training
               figures by name), publish (committed results and the docs' generated blocks:
-              markdown, paper, schema_doc)
+              markdown, paper, schema_doc, clock_blocks), compare (a rebuild against a
+              published set)
 """
 
 __version__ = "0.1.0"

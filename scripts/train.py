@@ -15,4 +15,6 @@ with job(snakemake.log[0]):
         snakemake.params.checkpoint,
         log=lambda message: print(message, flush=True),
         resources=dict(snakemake.resources.items()),  # a `gpu` request forbids a CPU fallback
+        code=snakemake.params.code,  # its checkpoint resumes only under the same code
+        name=snakemake.wildcards.run,
     )

@@ -9,9 +9,11 @@ and the user's files untouched; a rebuild case must rerun exactly the listed job
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
@@ -164,6 +166,7 @@ WRONG = "silently wrong"
 TRACEBACK = "traceback instead of one line"
 STALE = "stale result reused"
 GRIDS = "grid the default config does not cover"
+LATE = "refused only after expensive work"
 
 CONFIG_CASES = [
     config_case(
@@ -300,6 +303,89 @@ CONFIG_CASES.append(
     )
 )
 
+CONFIG_CASES += [
+    config_case(
+        "n_train_beyond_split",
+        WRONG,
+        "training: {n_train: 5000}",
+        "training.n_train = 5000; the training split of toy holds 60 images",
+        "`n_train: 5000` on an .npz of 60 training images (the name said n5000)",
+    ),
+    config_case(
+        "scale_spelled_twice",
+        WRONG,
+        "experiments: {a: {datasets: [toy], inputs: [scale5x4, scale5x04]}}",
+        "experiments.a.inputs[1] = 'scale5x04'; allowed: its one spelling 'scale5x4'",
+        "two spellings of one transform (`scale5x4`, `scale5x04`: two runs of one setting)",
+    ),
+    config_case(
+        "scale_by_one",
+        WRONG,
+        "experiments: {a: {datasets: [toy], inputs: [scale5x1]}}",
+        "experiments.a.inputs[0] = 'scale5x1'; allowed: none, or a factor other than 1",
+        "`scale5x1`, a second spelling of `none`",
+    ),
+    config_case(
+        "component_beyond_d",
+        LATE,
+        "experiments: {a: {datasets: [toy], inputs: [scale28x2]}}",
+        "experiments.a.inputs[0] = 'scale28x2'; allowed: principal components 1..27",
+        "`scale28x2` on 3-channel images (d = 27; refused inside `train` before)",
+    ),
+    config_case(
+        "decile_beyond_d",
+        LATE,
+        "experiments: {a: {datasets: [toy], labels: [decile30]}}",
+        "experiments.a.labels[0] = 'decile30'; allowed: principal components 1..27",
+        "`decile30` on 3-channel images (d = 27; refused inside `train` before)",
+    ),
+]
+
+# Snakemake reads --configfile and --config itself, before the workflow: a mistake there ends in
+# its own traceback, which the workflow cannot catch; docs/reliability.md says what it means.
+SNAKEMAKE_OWN = "Snakemake's own traceback before the workflow is read; its last line says what is wrong (docs/reliability.md)"
+
+
+def snakemake_own(id, args, last_line):
+    def check(tmp_path, request):
+        path = grid_workdir(tmp_path / "w")
+        result = snakemake(path, "-n", *args)
+        output = result.stdout + result.stderr
+        ends = [text.rstrip().splitlines()[-1] for text in (result.stdout, result.stderr) if text]
+        assert result.returncode != 0 and last_line in ends, output[-2000:]
+        assert not (path / "results").exists() and not (path / "resources").exists()
+        docs = (ROOT / "docs" / "reliability.md").read_text()
+        assert f"`{last_line}`" in docs  # the docs quote the line a user sees
+
+    return check
+
+
+CONFIG_CASES += [
+    Case(
+        "configfile_missing",
+        TRACEBACK,
+        "`--configfile missing.yaml`",
+        SNAKEMAKE_OWN,
+        snakemake_own(
+            "configfile_missing",
+            ["--configfile", "missing.yaml"],
+            "FileNotFoundError: [Errno 2] No such file or directory: 'missing.yaml'",
+        ),
+    ),
+    Case(
+        "config_dotted_key",
+        TRACEBACK,
+        "`--config training.epochs=2` (a dotted key)",
+        SNAKEMAKE_OWN,
+        snakemake_own(
+            "config_dotted_key",
+            ["--config", "training.epochs=2"],
+            "ValueError: Invalid config definition: Config entry must start with a valid "
+            "identifier.",
+        ),
+    ),
+]
+
 
 # ------------------------------------------------------------------ 2. bad files in jobs
 # All bad user files sit in one work folder, each its own dataset or weight file, and one
@@ -391,6 +477,17 @@ def symlinked_class(path):
     elsewhere = path.parent / "elsewhere-cat"
     shutil.move(root / "train" / "cat", elsewhere)
     (root / "train" / "cat").symlink_to(elsewhere.resolve(), target_is_directory=True)
+
+
+def empty_class(path):
+    image_tree(path)
+    (path / "train" / "dog").mkdir()
+
+
+def one_deeper(path):
+    image_tree(path)
+    (path / "train" / "cat" / "extra").mkdir()
+    shutil.move(path / "train" / "cat" / "0.png", path / "train" / "cat" / "extra" / "0.png")
 
 
 def array(values):
@@ -508,6 +605,51 @@ BAD_FILES = [
         FOLDER,
     ),
     BadFile(
+        "npz_test_shape",
+        WRONG,
+        "an .npz whose test images have other channels than its training images",
+        ("'xt' holds 16x16x1 images (height x width x channels) but 'x' holds 16x16x3",),
+        "gray-test.npz",
+        npz_file(xt=smooth_images(10, 16, 16, 1)),
+        NPZ,
+    ),
+    BadFile(
+        "npz_single_class",
+        TRACEBACK,
+        "a dataset of a single class (label statistics failed with a KeyError)",
+        ("the training split holds images of one class only",),
+        "single-class.npz",
+        npz_file(y=np.zeros(60, np.int64), yt=np.zeros(10, np.int64)),
+        NPZ,
+    ),
+    BadFile(
+        "npz_huge_label",
+        TRACEBACK,
+        "a label of 1,000,000 among labels 0-2 (a million-class network)",
+        ("labels run up to 1000000, so the network would have 1000001 outputs",),
+        "huge-label.npz",
+        npz_file(y=np.where(np.arange(60) == 5, 10**6, np.arange(60) % 3)),
+        NPZ,
+    ),
+    BadFile(
+        "imagefolder_empty_class",
+        WRONG,
+        "an ImageFolder with an empty class folder (the class was silently lost)",
+        ("class folder train/dog/ holds no images",),
+        "empty-class",
+        empty_class,
+        FOLDER,
+    ),
+    BadFile(
+        "imagefolder_one_deeper",
+        WRONG,
+        "an ImageFolder image one folder deeper, train/cat/extra/0.png (silently left out)",
+        ("image train/cat/extra/0.png is not directly in a class folder",),
+        "deeper",
+        one_deeper,
+        FOLDER,
+    ),
+    BadFile(
         "imagefolder_symlink",
         WRONG,
         "an ImageFolder class folder that is a symlink",
@@ -576,9 +718,63 @@ BAD_FILES = [
 ]
 
 
+@dataclass(frozen=True)
+class TrainFault:
+    """A run whose training job must refuse in its first seconds, or train where it crashed."""
+
+    id: str
+    kind: str
+    fault: str
+    needles: tuple  # in the job's one error line (empty: the run trains)
+    dataset: str  # toy, the tiny npz (60 images)
+    block: dict  # its experiment block besides the dataset
+    run: str  # the run's name
+
+    @property
+    def target(self) -> str:
+        return f"results/runs/{self.run}.h5"
+
+
+ONE_RUN = {"first_widths": [8], "widths": [0.0625], "seeds": [0]}
+TRAIN_FAULTS = [
+    TrainFault(
+        "last_batch_of_one",
+        TRACEBACK,
+        "49 training images at batch 16: a last batch of one image (batch norm crashed)",
+        (),
+        "toy",
+        {**ONE_RUN, "settings": {"n_train": 49, "epochs": 1}},
+        "toy_vgg11_f8_w0.0625_true_s0_e1_n49",
+    ),
+    TrainFault(
+        "weights_diverge",
+        TRACEBACK,
+        "a learning rate that makes the weights NaN (`lr: 1.0e+8`)",
+        ("its loss became non-finite at step", "lr 1e+08", "allowed: a smaller lr"),
+        "toy",
+        {**ONE_RUN, "settings": {"lr": 1.0e8, "epochs": 1}},
+        "toy_vgg11_f8_w0.0625_true_s0_e1_n48_7845a324",
+    ),
+    TrainFault(
+        "memory_beyond_machine",
+        TRACEBACK,
+        "a first width whose estimated memory exceeds what the job may use (10^8 filters)",
+        (
+            "needs about",
+            "MB of memory for its data, parameters and one batch",
+            "allowed: a smaller",
+        ),
+        "toy",
+        {**ONE_RUN, "first_widths": [10**8], "settings": {"epochs": 1}},
+        "toy_vgg11_f100000000_w0.0625_true_s0_e1_n48",
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def bad_files_run(tmp_path_factory):
-    """Every bad file in one work folder and one Snakemake run over all their jobs."""
+    """Every bad file in one work folder, and the training faults beside them, in one Snakemake
+    run over all their jobs."""
     config = yaml.safe_load(GRID_CONFIG)
     config["pretrained"] = {"dataset": "toy", "models": {"k3": []}, "weight_files": {}}
     path = grid_workdir(tmp_path_factory.mktemp("bad_files") / "w")
@@ -586,9 +782,11 @@ def bad_files_run(tmp_path_factory):
         bad.write(path / bad.file)
         section = config["pretrained"]["weight_files"] if bad.weights else config["datasets"]
         section[bad.key] = {**bad.entry, "path": bad.file}
+    for fault in TRAIN_FAULTS:
+        config["experiments"][fault.id] = {"datasets": [fault.dataset], **fault.block}
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     before = user_files(path)
-    targets = [bad.target for bad in BAD_FILES]
+    targets = [bad.target for bad in BAD_FILES] + [fault.target for fault in TRAIN_FAULTS]
     result = snakemake(path, "--cores", "2", "--keep-going", *targets)
     return path, result, before
 
@@ -626,13 +824,51 @@ def bad_file_case(bad: BadFile) -> Case:
     return Case(bad.id, bad.kind, bad.fault, guarantee, check)
 
 
-DATA_CASES = [bad_file_case(bad) for bad in BAD_FILES]
+def train_fault_case(fault: TrainFault) -> Case:
+    def check(tmp_path, request):
+        path, result, _ = request.getfixturevalue("bad_files_run")
+        output = result.stdout + result.stderr
+        assert "Traceback" not in output, output[-3000:]
+        mine = [
+            line
+            for line in result.stderr.splitlines()
+            if line.startswith("error:") and f"run {fault.run}:" in line
+        ]
+        log = (path / "logs" / "train" / f"{fault.run}.log").read_text()
+        if not fault.needles:  # trains: the last image joins the batch before it
+            assert mine == [], mine
+            with h5py.File(path / fault.target) as handle:
+                assert handle.attrs["steps_per_epoch"] == 3  # 16 + 16 + 17, not 16 + 16 + 16 + 1
+                assert handle["first_layer/steps"][()].tolist() == [0, 1, 2, 3]
+                assert len(handle["train_indices"]) == 49
+            return
+        assert len(mine) == 1, output[-3000:]
+        for needle in fault.needles:
+            assert needle in mine[0], mine[0]
+        assert not (path / fault.target).exists()
+        assert "epoch 1/" not in log or "non-finite" in mine[0]  # refused before training
+
+    guarantee = (
+        "trains: a last batch of one image joins the batch before it (3 steps, not 4)"
+        if not fault.needles
+        else "the training job stops in its first seconds with one line naming the run"
+        if fault.id != "weights_diverge"
+        else "the training job stops with one line naming the run and the step; no run file"
+    )
+    return Case(fault.id, fault.kind, fault.fault, guarantee, check)
+
+
+DATA_CASES = [bad_file_case(bad) for bad in BAD_FILES] + [
+    train_fault_case(fault) for fault in TRAIN_FAULTS
+]
 
 
 def test_each_bad_file_fails_with_exactly_its_own_line(bad_files_run):
     _, result, _ = bad_files_run
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == sum(1 for bad in BAD_FILES if bad.needles), errors
+    expected = sum(1 for bad in BAD_FILES if bad.needles)
+    expected += sum(1 for fault in TRAIN_FAULTS if fault.needles)
+    assert len(errors) == expected, errors
 
 
 # ------------------------------------------------------------------ 3. what reruns after a change
@@ -824,6 +1060,203 @@ RERUN_CASES = [
 ]
 
 
+def same_size_same_mtime(tmp_path, request):
+    """Other images of the same byte size, the modification time restored (as `cp -p`, `rsync
+    -a` or a reproducible archive leave it): the checksum cache must not hide the change."""
+    work, repo = copy_of(request.getfixturevalue("built"), tmp_path)
+    assert job_counts(snakemake(work, "-n", repo=repo)) == {}  # the cache now knows this copy
+    npz = work / "toy.npz"
+    size, times = npz.stat().st_size, (npz.stat().st_atime_ns, npz.stat().st_mtime_ns)
+    replace_images(work, repo)
+    os.utime(npz, ns=times)
+    assert npz.stat().st_size == size and npz.stat().st_mtime_ns == times[1]
+    assert job_counts(snakemake(work, "-n", repo=repo)) == ALL_JOBS
+
+
+RERUN_CASES.append(
+    Case(
+        "npz_same_size_and_mtime",
+        STALE,
+        "the .npz replaced by other images of the same byte size, its modification time restored",
+        f"every job reruns ({sum(ALL_JOBS.values()) - 1}): the checksum cache is keyed on inode "
+        f"and ctime too",
+        same_size_same_mtime,
+    )
+)
+
+
+# ------------------------------------------------------------------ 3b. resuming a killed run
+
+
+def interrupted_checkpoint(work: Path, run: str, code: str) -> Path:
+    """The checkpoint a training job of `run` leaves when killed after its first epoch, written
+    by the library as the job writes it (`code`: the digest the job's params carry)."""
+    import torch
+    from conftest import Interrupted, stop_at
+
+    from firstlayer.training.run import read_run, train
+
+    torch.set_num_threads(1)
+    spec = read_run(work / "results" / "runs" / f"{run}.h5").spec
+    checkpoint = work / "checkpoints" / f"{run}.pt"
+    with pytest.raises(Interrupted):
+        train(
+            spec,
+            work / "resources" / "datasets" / "toy.h5",
+            work / "unused.h5",
+            checkpoint,
+            "cpu",
+            stop_at("epoch 2/"),
+            minutes=0,
+            code=code,
+        )
+    assert checkpoint.is_file()
+    (work / "results" / "runs" / f"{run}.h5").unlink()
+    return checkpoint
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    from firstlayer.training.run import read_run
+
+    first, second = read_run(a), read_run(b)
+    assert np.array_equal(first.weights, second.weights) and np.array_equal(
+        first.steps, second.steps
+    )
+    for column in ("train_loss", "test_loss", "test_acc"):
+        assert np.array_equal(first.metrics[column], second.metrics[column])
+
+
+def resume_case(id, fault, what, change):
+    """A run killed after epoch 1, then `change(work, repo)`, then the workflow again: its
+    checkpoint is set aside with a log line naming `what` differs, and the run equals a fresh
+    run on what it now depends on."""
+
+    def check(tmp_path, request):
+        from firstlayer.common.provenance import code_digest
+
+        work, repo = copy_of(request.getfixturevalue("built"), tmp_path)
+        fresh = tmp_path / "fresh.h5"
+        shutil.copy2(work / "results" / "runs" / f"{TRUE_RUN}.h5", fresh)
+        checkpoint = interrupted_checkpoint(
+            work, TRUE_RUN, code_digest(ROOT / "scripts" / "train.py")
+        )
+        change(work, repo)
+        result = snakemake(work, "--cores", "1", f"results/runs/{TRUE_RUN}.h5", repo=repo)
+        assert result.returncode == 0, result.stderr[-3000:]
+        log = (work / "logs" / "train" / f"{TRUE_RUN}.log").read_text()
+        aside = list(checkpoint.parent.glob(f"{checkpoint.name}.stale-*"))
+        assert len(aside) == 1 and not checkpoint.exists(), log
+        line = f"checkpoint checkpoints/{TRUE_RUN}.pt was written for {what}; set aside as "
+        assert line in log and "resuming" not in log, log
+        if what.startswith("other data"):  # fresh: trained from scratch on the new data
+            import torch
+
+            from firstlayer.training.run import read_run, train
+
+            torch.set_num_threads(1)
+            spec = read_run(work / "results" / "runs" / f"{TRUE_RUN}.h5").spec
+            dataset = work / "resources" / "datasets" / "toy.h5"
+            train(spec, dataset, fresh, tmp_path / "fresh.pt", "cpu", lambda line: None)
+        assert_same_run(work / "results" / "runs" / f"{TRUE_RUN}.h5", fresh)
+
+    return Case(
+        id,
+        WRONG,
+        fault,
+        f"the checkpoint is set aside with a log line ({what}); the run equals a fresh one",
+        check,
+    )
+
+
+RESUME_CASES = [
+    resume_case(
+        "resume_dataset_changed",
+        "a training killed mid-run, then the .npz replaced by other images (resumed on the new data)",
+        "other data (the dataset's images or labels changed)",
+        replace_images,
+    ),
+    resume_case(
+        "resume_code_changed",
+        "a training killed mid-run, then a module of its code digest edited (resumed under the old code)",
+        "another version of the training code",
+        append_code("firstlayer/training/models.py", "\nEXTRA = 1\n"),
+    ),
+]
+
+
+# ------------------------------------------------------------------ 3c. publishing
+
+
+@pytest.fixture(scope="module")
+def published_run(built, tmp_path_factory):
+    """`snakemake publish` from a work folder that is not the repository, into a result set
+    where an earlier publish (of a grid with frozen runs and two datasets) left two files."""
+    work, repo = copy_of(built, tmp_path_factory.mktemp("publish"))
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    (work / "config.yaml").write_text(yaml.safe_dump({**config, "publish": "toy"}))
+    folder = work / "docs" / "results" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "README.md").write_text("how these were made\n")
+    for name in ("frozen.png", "cross_dataset.csv"):
+        (folder / name).write_bytes(b"from an earlier publish")
+    manifest = {
+        name: {"source": "results/x", "sha256": "0"} for name in ("frozen.png", "cross_dataset.csv")
+    }
+    (folder / "published.json").write_text(json.dumps(manifest))
+    shutil.copy2(ROOT / "README.md", repo / "README.md")
+    shutil.copytree(ROOT / "docs", repo / "docs")
+    pages = [repo / "README.md", *sorted(p for p in (repo / "docs").rglob("*") if p.is_file())]
+    before = {p: p.read_bytes() for p in pages}
+    result = snakemake(work, "--cores", "1", "publish", repo=repo)
+    return work, repo, result, before
+
+
+def publish_removes_stale(tmp_path, request):
+    work, _, result, _ = request.getfixturevalue("published_run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = work / "docs" / "results" / "toy"
+    assert not (folder / "frozen.png").exists() and not (folder / "cross_dataset.csv").exists()
+    assert (folder / "README.md").read_text() == "how these were made\n"
+    manifest = json.loads((folder / "published.json").read_text())
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [*manifest, "README.md", "published.json"]
+    )
+    assert "true_vs_random.png" in manifest
+    log = (work / "logs" / "publish.log").read_text()
+    for name in ("frozen.png", "cross_dataset.csv"):
+        assert f"removed docs/results/toy/{name} (published before, not made by this build)" in log
+
+
+def publish_stays_in_its_directory(tmp_path, request):
+    work, repo, result, before = request.getfixturevalue("published_run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = {p: p.read_bytes() for p in before}
+    assert after == before  # the repository's README and docs are untouched
+    assert not (work / "README.md").exists()
+    assert (
+        "no docs pages under docs: no generated blocks to regenerate"
+        in (work / "logs" / "publish.log").read_text()
+    )
+
+
+PUBLISH_CASES = [
+    Case(
+        "publish_stale_files",
+        STALE,
+        "publish again after dropping what made two files (the earlier manifest is deleted first)",
+        "the tables and figures this build no longer makes are removed, each with a log line",
+        publish_removes_stale,
+    ),
+    Case(
+        "publish_other_directory",
+        WRONG,
+        "`snakemake publish --directory` a work folder that is not the repository",
+        "writes only inside its working directory: the repository's README and docs untouched",
+        publish_stays_in_its_directory,
+    ),
+]
+
+
 # ------------------------------------------------------------------ 4. corrupted intermediates
 # Three intermediates damaged in one copy of the built work folder, their consumers run together.
 
@@ -915,14 +1348,25 @@ CORRUPT_CASES = [damage_case(*entry) for entry in DAMAGE]
 # ------------------------------------------------------------------ 5. lopsided grids
 
 
-def true_labels_only(tmp_path, request):
-    """Two seeds, true labels only: Table 2 has no pairs, the tables say so, nothing crashes."""
-    work, repo = copy_of(request.getfixturevalue("built"), tmp_path)
+@pytest.fixture(scope="module")
+def lopsided_run(built, tmp_path_factory):
+    """The default target on a grid with no random-label runs: two seeds of true labels, a
+    rescaled component with random labels (no unscaled random-label partner) and decile labels
+    (no random-label partner)."""
+    work, repo = copy_of(built, tmp_path_factory.mktemp("lopsided"))
+    one = "datasets: [toy], first_widths: [8], widths: [0.0625], seeds: [0]"
     set_config(
         "experiments: {labels: {datasets: [toy], first_widths: [8], widths: [0.0625], "
-        "seeds: [0, 1], labels: [true]}}"
+        "seeds: [0, 1], labels: [true]}, "
+        f"scaled: {{{one}, labels: [random], inputs: [scale2x4], settings: {{epochs: 1}}}}, "
+        f"deciles: {{{one}, labels: [decile2], settings: {{epochs: 1}}}}}}"
     )(work, repo)
-    result = snakemake(work, "--cores", "2", repo=repo)
+    return work, snakemake(work, "--cores", "2", repo=repo)
+
+
+def true_labels_only(tmp_path, request):
+    """Two seeds, true labels only: Table 2 has no pairs, the tables say so, nothing crashes."""
+    work, result = request.getfixturevalue("lopsided_run")
     assert result.returncode == 0, result.stderr[-3000:]
     log = (work / "logs" / "consistency_tables.log").read_text()
     # across first-layer widths, VGG vs ResNet, random labels vs init, true vs random labels
@@ -934,6 +1378,23 @@ def true_labels_only(tmp_path, request):
     assert tables.set_index("comparison").loc["across seeds", "n"] == 1
 
 
+def without_baseline(manipulation, run, partner):
+    def check(tmp_path, request):
+        import pandas as pd
+
+        work, result = request.getfixturevalue("lopsided_run")
+        assert result.returncode == 0, result.stderr[-3000:]
+        log = (work / "logs" / "theory" / "manipulations.log").read_text()
+        assert f"left out: {run} has no {partner}" in log, log
+        summary = pd.read_csv(work / "results" / "tables" / "theory" / "manipulations_summary.csv")
+        row = summary[summary["comparison"].str.startswith(manipulation)]
+        assert len(row) == 1 and row["comparison"].iloc[0].endswith("(no pairs in this grid)")
+        assert row["n"].iloc[0] == 0
+        assert (work / "results" / "figures" / "theory" / "manipulations.png").is_file()
+
+    return check
+
+
 GRID_CASES = [
     Case(
         "true_labels_only",
@@ -941,10 +1402,118 @@ GRID_CASES = [
         "two seeds, true labels only (no random-label runs)",
         'tables and figures built; comparisons without pairs say "no pairs in this grid"',
         true_labels_only,
-    )
+    ),
+    Case(
+        "rescaled_without_baseline",
+        GRIDS,
+        "a rescaled component with no unscaled run of its labels (`manipulations` KeyError)",
+        'the default target builds; the summary says "no pairs in this grid", the log what it left out',
+        without_baseline(
+            "scale2x4, random labels",
+            "toy_vgg11_f8_w0.0625_random_scale2x4_s0_e1_n48",
+            "unscaled run of the same recipe and seed",
+        ),
+    ),
+    Case(
+        "deciles_without_baseline",
+        GRIDS,
+        "decile labels with no random-label run (`manipulations` KeyError)",
+        'the default target builds; the summary says "no pairs in this grid", the log what it left out',
+        without_baseline(
+            "decile2 vs random labels",
+            "toy_vgg11_f8_w0.0625_decile2_s0_e1_n48",
+            "random-label run of the same data, network, lr and seed",
+        ),
+    ),
 ]
 
-CASES = RERUN_CASES + CONFIG_CASES + DATA_CASES + CORRUPT_CASES + GRID_CASES
+
+# ------------------------------------------------------------------ 6. command-line tools
+
+
+@pytest.fixture(scope="module")
+def profile_inputs(built, tmp_path_factory):
+    """A weight file and the tiny grid's patch statistics, for firstlayer-profile."""
+    folder = tmp_path_factory.mktemp("cli")
+    np.save(folder / "w.npy", np.random.default_rng(0).normal(size=(4, 3, 3, 3)))
+    return folder, built / "results" / "patches" / "toy" / "k3.h5"
+
+
+def profile_case(id, args, needle, fault):
+    def check(tmp_path, request):
+        folder, patches = request.getfixturevalue("profile_inputs")
+        command = [sys.executable, "-m", "firstlayer.pretrained.cli", "w.npy", str(patches)]
+        result = subprocess.run(
+            [*command, *args], cwd=folder, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 2 and result.stdout == "", result.stdout + result.stderr
+        assert result.stderr.splitlines() == [f"firstlayer-profile: error: {needle}"]
+        assert sorted(p.name for p in folder.iterdir()) == ["w.npy"]  # nothing written
+
+    guarantee = "one line (exit 2), no warning, checked before anything is read or computed"
+    return Case(id, TRACEBACK, fault, guarantee, check)
+
+
+def compare_flip(tmp_path, request):
+    """A rebuild whose Table 3 flipped a verdict: the compare tool lists it and exits 1."""
+    committed = ROOT / "docs" / "results" / "default"
+    for name, entry in json.loads((committed / "published.json").read_text()).items():
+        target = tmp_path / entry["source"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(committed / name, target)
+    table3 = tmp_path / "results" / "tables" / "theory" / "table3.csv"
+    text = table3.read_text()
+    table3.write_text(text.replace("indistinguishable", "formula better", 1))
+    command = [sys.executable, "-m", "firstlayer.report.compare", str(committed)]
+    result = subprocess.run(
+        [*command, "--build", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "Verdicts that flipped: 1\n- table3.csv, cifar10, vgg11, random, none: verdict_r: "
+        "indistinguishable -> formula better" in result.stdout
+    ), result.stdout
+    assert "| table3.csv | 5 | 0 | — | — | — | identical |" in result.stdout
+
+
+CLI_CASES = [
+    profile_case(
+        "profile_out_missing_folder",
+        ["--out", "missing/x.csv"],
+        "--out missing/x.csv: folder missing does not exist",
+        "`firstlayer-profile --out missing-dir/x.csv` (an OSError traceback after the work)",
+    ),
+    profile_case(
+        "profile_std_zero",
+        ["--input-mean", "0.5", "0.5", "0.5", "--input-std", "0", "0", "0"],
+        "--input-std 0 0 0; allowed: values > 0",
+        "`firstlayer-profile --input-std 0 0 0` (warnings before the one line)",
+    ),
+    profile_case(
+        "profile_norm_lengths",
+        ["--input-mean", "0.5", "0.5", "0.5", "--input-std", "0.2", "0.2"],
+        "--input-mean has 3 values and --input-std 2; allowed: one value per input channel in each",
+        "`firstlayer-profile` with 3 means and 2 stds (warnings before the one line)",
+    ),
+    Case(
+        "compare_verdict_flipped",
+        WRONG,
+        "a rebuild (another processor) whose Table 3 flipped a verdict, compared with the published set",
+        "`python -m firstlayer.report.compare` lists the flip and exits 1",
+        compare_flip,
+    ),
+]
+
+CASES = (
+    RERUN_CASES
+    + RESUME_CASES
+    + PUBLISH_CASES
+    + CONFIG_CASES
+    + DATA_CASES
+    + CORRUPT_CASES
+    + GRID_CASES
+    + CLI_CASES
+)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
@@ -983,7 +1552,7 @@ def test_figures_without_data_say_so_and_are_left_out_of_all(tmp_path, capsys):
     rows = [
         {"run": f"r{seed}", "step": step, "component": c, "energy": 0.0, "energy_raw": 1.0 / c}
         | {"dataset": "toy", "arch": "vgg11", "first_width": 8, "width": 1.0, "seed": seed}
-        | {"labels": "true", "inputs": "none", "frozen": True, "epochs": 1}
+        | {"labels": "true", "inputs": "none", "frozen": True, "epochs": 1, "lr": 0.01}
         for seed in (0, 1)
         for step in (0, 3)
         for c in (1, 2, 3)
@@ -994,7 +1563,7 @@ def test_figures_without_data_say_so_and_are_left_out_of_all(tmp_path, capsys):
 
 def test_cases_are_distinct_and_cover_every_class():
     assert len(CASES) >= 40 and len({case.id for case in CASES}) == len(CASES)
-    assert {case.kind for case in CASES} == {STALE, WRONG, GRIDS, TRACEBACK}
+    assert {case.kind for case in CASES} == {STALE, WRONG, GRIDS, TRACEBACK, LATE}
 
 
 def test_guarantees_table_in_the_docs_is_generated_from_the_cases():

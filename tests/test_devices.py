@@ -20,6 +20,14 @@ from conftest import Interrupted, as_if_saved_on, profile_correlation, stop_at, 
 
 from firstlayer.common.grid import RunSpec
 from firstlayer.training import devices
+from firstlayer.training.checkpoints import (
+    checkpoint_due,
+    checkpoint_minutes,
+    dependencies,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from firstlayer.training.devices import (
     DeviceError,
     bfloat16_warning,
@@ -34,14 +42,9 @@ from firstlayer.training.devices import (
 from firstlayer.training.models import build
 from firstlayer.training.run import (
     _autocast,
-    _save_checkpoint,
-    checkpoint_due,
-    checkpoint_minutes,
     evaluate,
-    load_checkpoint,
     prepare_data,
     read_run,
-    restore,
     train,
     train_epoch,
 )
@@ -266,14 +269,17 @@ def test_a_checkpoint_resumes_on_another_device(toy, tmp_path):
     data = prepare_data(spec, toy, torch.device("cpu"))
     train_epoch(model, optimizer, data["x"], data["y"], torch.arange(32), spec, "cpu")
     weights = model.first_conv.weight.detach().clone()
+    clock = torch.zeros(8, dtype=torch.float64)
     state = {"epoch": 1, "step": 2, "steps": [0], "weights": [weights], "metrics": []}
-    _save_checkpoint(tmp_path / "run.pt", spec, model, optimizer, {**state, "resumed_from": []})
+    state |= {"clock": clock, "clocks": [clock], "resumed_from": []}
+    depends = dependencies(spec, "0" * 64, "code")
+    save_checkpoint(tmp_path / "run.pt", depends, model, optimizer, state)
     meta = torch.device("meta")
     model = build("vgg11", 8, 0.0625, 10, 3).to(meta)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # copying values into meta tensors is a no-op
-        state = restore(load_checkpoint(tmp_path / "run.pt", spec), model, optimizer)
+        state = restore(load_checkpoint(tmp_path / "run.pt", depends), model, optimizer)
     buffers = [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
     assert buffers and {b.device for b in buffers} == {meta}
     assert {p.device for p in model.parameters()} == {meta}
@@ -329,7 +335,7 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_run_starts_over(toy, tmp_
 def test_checkpoints_come_by_interval_not_by_epoch(toy, tmp_path, monkeypatch):
     saves = []
     monkeypatch.setattr(
-        "firstlayer.training.run._save_checkpoint", lambda *args: saves.append(args[-1]["epoch"])
+        "firstlayer.training.run.save_checkpoint", lambda *args: saves.append(args[-1]["epoch"])
     )
     spec = RunSpec(**TINY, epochs=3)
     train(spec, toy, tmp_path / "a.h5", tmp_path / "a.pt", "cpu", lambda m: None, minutes=0)

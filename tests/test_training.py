@@ -18,6 +18,7 @@ from firstlayer.training.manipulations import apply_labels
 from firstlayer.training.models import build
 from firstlayer.training.run import (
     balanced_subset,
+    batch_bounds,
     derive_seed,
     init_seed,
     read_run,
@@ -172,6 +173,61 @@ def test_record_schedule_and_balanced_subset():
     assert len(subset) == 52 and np.all(np.diff(subset) > 0)
     assert sorted(np.bincount(labels[subset])) == [10, 10, 10, 11, 11]
     assert np.array_equal(subset, balanced_subset(labels, 52, seed=0))
+
+
+def test_only_a_last_batch_of_one_image_changes():
+    """A final batch of exactly one image joins the batch before it; every other size keeps
+    ceil(n / batch) consecutive batches (10,000 images at 256: 40 steps, the last of 16)."""
+    for n, size in [(10000, 256), (48, 16), (50, 16), (160, 16), (2, 16), (16, 16), (1, 16)]:
+        bounds = batch_bounds(n, size)
+        assert bounds == [(start, min(start + size, n)) for start in range(0, n, size)]
+    assert len(batch_bounds(10000, 256)) == 40 and batch_bounds(10000, 256)[-1] == (9984, 10000)
+    assert batch_bounds(49, 16) == [(0, 16), (16, 32), (32, 49)]
+    assert batch_bounds(17, 16) == [(0, 17)]
+    assert batch_bounds(257, 256) == [(0, 257)]
+
+
+def test_a_run_is_checked_before_it_reads_its_images():
+    """What the gate cannot know while planning (an ImageFolder's size and channels), the
+    training job refuses in its first seconds, naming the run; and a run that needs more memory
+    than the job may use (the cost model's estimate of its data, parameters and activations)."""
+    from firstlayer.common.cost import network_cost
+    from firstlayer.common.facts import TorchvisionDataset
+    from firstlayer.errors import InputError
+    from firstlayer.training.preflight import check_run, estimated_mb
+
+    spec = RunSpec(dataset="tree", first_width=8, width=0.0625, n_train=12, n_test=None)
+    plenty = (1e9, "this machine's memory")
+    check_run("r", spec, (16, 16, 3), 12, 6, 3, plenty)
+    refusals = [
+        ({"n_train": 20}, (16, 16, 3), "run r: n_train = 20, but the training split of tree "
+         "holds 12 images; allowed: n_train <= 12, or null for all of them"),
+        ({"inputs": "scale28x2"}, (16, 16, 3), "run r: inputs 'scale28x2' names principal "
+         "component 28; allowed: 1..27 for 3x3 patches of the 3-channel images of tree"),
+        ({"labels": "decile10"}, (16, 16, 1), "run r: labels 'decile10' names principal "
+         "component 10; allowed: 1..9"),
+        ({"inputs": "scale5x4.0"}, (16, 16, 3), "run r: input transform 'scale5x4.0'; allowed: "
+         "its one spelling 'scale5x4'"),
+        ({"n_train": None}, (16, 16, 3), "run r: trains on 1 image; allowed: at least 2"),
+    ]  # fmt: skip
+    for change, shape, message in refusals:
+        count = 1 if change == {"n_train": None} else 12
+        with pytest.raises(InputError) as error:
+            check_run("r", RunSpec(**{**spec.__dict__, **change}), shape, count, 6, 3, plenty)
+        assert str(error.value).startswith(message), str(error.value)
+    # memory: 12 + 6 images of 16x16x3 as uint8 and float32, 16 bytes per parameter, one batch
+    # of 256 images' activations in float32; the request rounds up to 500 MB after a 1.5 margin
+    cost = network_cost("vgg11", 8, 0.0625, 3, 3, 16)
+    exact = ((12 + 6) * 16 * 16 * 3 * 5 + 16 * cost.parameters + 4 * 256 * cost.activations) / 2**20
+    need = estimated_mb(spec, TorchvisionDataset(16, 3, 12, 6, 3))
+    assert exact <= need < exact + 500 / 1.5
+    limit = (need - 1, "the job's memory limit (memory.max)")
+    with pytest.raises(
+        InputError,
+        match=rf"^run r: needs about {need:,.0f} MB of memory .* more "
+        rf"than the {need - 1:,.0f} MB of the job's memory limit \(memory.max\)",
+    ):
+        check_run("r", spec, (16, 16, 3), 12, 6, 3, limit)  # fmt: skip
 
 
 def test_grid_is_the_union_of_blocks():

@@ -10,9 +10,14 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from firstlayer.common.facts import STEM_SIZE, TORCHVISION_DATASETS
+from firstlayer.common.facts import FIRST_LAYER_K, STEM_SIZE, TORCHVISION_DATASETS
 from firstlayer.common.grid import MAX_NAME, build_grid
-from firstlayer.common.settings import check_labels, check_transform
+from firstlayer.common.settings import (
+    check_labels,
+    check_spelling,
+    check_transform,
+    component_number,
+)
 from firstlayer.errors import InputError
 
 
@@ -306,11 +311,14 @@ def _check_semantics(config: dict) -> None:
             for position, name in enumerate(spec.get(key, [])):
                 try:
                     check(name)
+                    if key == "inputs":
+                        check_spelling(name)
                 except InputError as error:
                     raise ConfigError(
                         f"config error: experiments.{block}.{key}[{position}] = "
                         f"{name!r}; {str(error).split('; ', 1)[1]}"
                     ) from None
+        _check_block_against_data(block, spec, datasets, config["training"])
     theory = config["theory"]
     if theory["datasets"] is None:
         theory["datasets"] = list(config["patches"]["datasets"])
@@ -409,6 +417,77 @@ def _check_semantics(config: dict) -> None:
                         f"config error: pretrained.models.{group}[{position}] = "
                         f"{model!r}; allowed: a torchvision model name "
                         f"(torchvision.models.list_models())"
+                    )
+
+
+def _npz_shape(path, key: str) -> tuple[int, ...] | None:
+    """The shape of array `key` of an .npz file, read from its header alone; None when it cannot
+    be read (the dataset job names the problem)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            return tuple(read(handle)[0])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def data_facts(name: str, datasets: dict) -> tuple[int | None, int | None]:
+    """(training images, channels) of a configured dataset where planning can know them cheaply
+    (torchvision's facts, an .npz file's header, an ImageFolder's `mode`), else None for each."""
+    spec = datasets[name]
+    source = spec["source"]
+    if source == "torchvision":
+        facts = TORCHVISION_DATASETS.get(spec.get("name"))
+        return (facts.train_images, facts.channels) if facts else (None, None)
+    if source == "subset":
+        return None, data_facts(spec["of"], datasets)[1]
+    if source == "npz":
+        shape = _npz_shape(spec["path"], spec.get("images") or "x")
+        if shape is None or len(shape) not in (3, 4):
+            return None, None
+        return shape[0], shape[3] if len(shape) == 4 else 1
+    return None, {"L": 1, "RGB": 3}.get(spec.get("mode"))
+
+
+def _check_block_against_data(block: str, spec: dict, datasets: dict, training: dict) -> None:
+    """Settings of an experiment block its datasets cannot satisfy, where planning knows their
+    sizes: a component number beyond the patch dimension C k^2 (scaleNxA, decileN) and an
+    n_train larger than the training split (the run's name would state more images than it
+    trains on). Where planning cannot know them, the training job checks in its first seconds
+    (`firstlayer.training.preflight`)."""
+    settings = spec.get("settings") or {}
+    n_train = settings.get("n_train", training.get("n_train"))
+    where_n = (
+        f"experiments.{block}.settings.n_train" if "n_train" in settings else "training.n_train"
+    )
+    for name in spec["datasets"]:
+        images, channels = data_facts(name, datasets)
+        if n_train is not None and images is not None and n_train > images:
+            raise ConfigError(
+                f"config error: {where_n} = {n_train}; the training split of {name} holds "
+                f"{images} images, allowed: at most {images}, or null for all of them (a run's "
+                f"name states what it trained on)"
+            )
+        if channels is None:
+            continue
+        d = channels * FIRST_LAYER_K**2
+        for key in ("labels", "inputs"):
+            for position, value in enumerate(spec.get(key, [])):
+                number = component_number(value)
+                if number is not None and number > d:
+                    raise ConfigError(
+                        f"config error: experiments.{block}.{key}[{position}] = {value!r}; "
+                        f"allowed: principal components 1..{d} ({FIRST_LAYER_K}x{FIRST_LAYER_K} "
+                        f"patches of the {channels}-channel images of {name})"
                     )
 
 

@@ -10,7 +10,11 @@ gives every rule three kinds of params built here, at parse time and without tor
   (only the modification time changes) reruns nothing.
 - `sha256`: the content checksum of a user input file (an .npz, an ImageFolder folder or
   archive, a torchvision archive, a weight file), so replacing the file in place reruns what
-  reads it. Digests are cached by (path, size, modification time) so planning stays fast.
+  reads it. Digests are cached so planning stays fast, keyed by each file's path, size,
+  modification time, inode and status-change time (ctime): a copy that keeps the size and
+  restores the modification time (`cp -p`, `rsync -a`, a reproducible archive) still gets a new
+  ctime, which no user tool can set back, and so is read again. What is assumed: a file whose
+  content changed has a new ctime (the system clock does not go back between two runs).
 - `canonical(value)`: dict params with sorted keys, so that writing the same configuration in
   another key order changes nothing (Snakemake compares params as text).
 """
@@ -154,14 +158,18 @@ def _content_sha256(path: Path) -> str:
 
 
 def _stat_key(path: Path) -> str:
-    files = _files(path)
-    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    """What the cached checksum of `path` is valid for: every file's path, size, modification
+    time, inode and status-change time (ctime, set by the system on every write or rename)."""
+    stats = []
+    for file in _files(path):
+        info = file.stat()
+        stats.append((str(file), info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns))
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
 
 
 def file_sha256(path: str | os.PathLike, cache_file: str | os.PathLike = CHECKSUM_CACHE) -> str:
     """The content checksum of a file or folder (every file below it, by relative path), read
-    from `cache_file` when the path's size and modification time are unchanged."""
+    from `cache_file` when no file's path, size, modification time, inode or ctime changed."""
     path = Path(path).resolve()
     key, cache_file = _stat_key(path), Path(cache_file)
     try:

@@ -3,12 +3,15 @@ the analyses. Torch-free: the config is checked against these while planning; th
 behind the names live in `firstlayer.training.manipulations`.
 
 Label settings: `true`, `random`, `decileN` (labels = decile of each image's patch energy along
-principal component N). Input transforms: `none`, `scaleNxA` (component N scaled by A > 0).
+principal component N). Input transforms: `none`, `scaleNxA` (component N scaled by A > 0, A != 1).
+One setting has one spelling: A is written in its shortest decimal form (`scale5x4`, not
+`scale5x04` or `scale5x4.0`; `scale5x0.25`), so that equal settings never make two runs.
 """
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from firstlayer.errors import InputError
 
@@ -34,6 +37,17 @@ def parse_scaling(name: str) -> tuple[int, float] | None:
     return (int(match.group(1)), float(match.group(2))) if match else None
 
 
+def component_number(name: str) -> int | None:
+    """The principal component a label setting or input transform names (decileN, scaleNxA)."""
+    scaling = parse_scaling(name)
+    return scaling[0] if scaling else parse_deciles(name)
+
+
+def scale_name(component: int, factor: float) -> str:
+    """The one spelling of a scaling: the factor in its shortest decimal form, no exponent."""
+    return f"scale{component}x{format(Decimal(repr(float(factor))).normalize(), 'f')}"
+
+
 def check_labels(name: str) -> None:
     if name not in LABELS and parse_deciles(name) is None:
         raise InputError(f"label setting {name!r}; allowed: {LABEL_HELP}")
@@ -45,6 +59,25 @@ def check_transform(name: str) -> None:
         raise InputError(f"input transform {name!r}; allowed: {TRANSFORM_HELP}")
     if scaling is not None and not scaling[1] > 0:
         raise InputError(f"scale factor {scaling[1]:g} in {name!r}; allowed: a positive number")
+
+
+def check_spelling(name: str) -> None:
+    """A run's input transform in its one spelling (after `check_transform`): refuses `scale5x04`
+    and `scale5x4.0` (write `scale5x4`) and a factor of 1 (write `none`), so that equal settings
+    never make two runs. The library's own functions accept any spelling."""
+    scaling = parse_scaling(name)
+    if scaling is None:
+        return
+    if scaling[1] == 1:
+        raise InputError(
+            f"input transform {name!r}; allowed: none, or a factor other than 1 (scaling by 1 "
+            f"leaves the inputs unchanged)"
+        )
+    if name != scale_name(*scaling):
+        raise InputError(
+            f"input transform {name!r}; allowed: its one spelling {scale_name(*scaling)!r} "
+            f"(the factor in its shortest decimal form, so that one setting makes one run)"
+        )
 
 
 def learned_unmanipulated(runs):

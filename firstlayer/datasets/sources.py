@@ -197,10 +197,27 @@ def _files_below(path: Path):
                 yield file
 
 
-def _members(path: Path):
-    """Yield (relative posix path, read() -> bytes) for every file of a directory or archive."""
+def _folders_below(path: Path):
+    """Every folder below a folder, following symlinked folders (each real folder once)."""
+    seen = set()
+    for folder, subfolders, _ in os.walk(path, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        if Path(folder) != path:
+            yield Path(folder)
+
+
+def _members(path: Path, folders: bool = False):
+    """Yield (relative posix path, read() -> bytes) for every file of a directory or archive,
+    and with `folders` also (relative posix path, None) for every folder it lists."""
     name = path.name.lower()
     if path.is_dir():
+        if folders:
+            for folder in sorted(_folders_below(path)):
+                yield folder.relative_to(path).as_posix(), None
         for file in sorted(_files_below(path)):
             yield file.relative_to(path).as_posix(), file.read_bytes
     elif name.endswith(".zip"):
@@ -211,7 +228,10 @@ def _members(path: Path):
             raise _archive_error(path, err) from None
         with archive:
             for info in infos:
-                if not info.is_dir():
+                if info.is_dir():
+                    if folders:
+                        yield info.filename.rstrip("/"), None
+                else:
 
                     def read(info=info):
                         try:
@@ -232,6 +252,8 @@ def _members(path: Path):
                     member = next(members, None)
                     if member is None:
                         break
+                    if member.isdir() and folders:
+                        yield member.name.rstrip("/").removeprefix("./"), None
                     if not member.isfile():
                         continue
                     data = archive.extractfile(member).read()
@@ -269,14 +291,26 @@ def load_imagefolder(
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"imagefolder path {path} does not exist")
-    entries = []
-    for relative, read in _members(path):
+    entries, class_folders, skipped = [], set(), []
+    for relative, read in _members(path, folders=True):
+        relative = relative.removeprefix("./")
         parts = relative.split("/")
-        if (
-            len(parts) < 3
-            or parts[-3] not in SPLITS
-            or Path(parts[-1]).suffix.lower() not in IMAGE_SUFFIXES
-        ):
+        if read is None:  # a folder: split/<class> is a class folder, even an empty one
+            if len(parts) >= 2 and parts[-2] in SPLITS:
+                class_folders.add((parts[-2], parts[-1], relative))
+            continue
+        image = Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES
+        if len(parts) < 3 or parts[-3] not in SPLITS:
+            if image and any(part in SPLITS for part in parts[:-1]):
+                raise DatasetError(
+                    f"{path}: image {relative} is not directly in a class folder; allowed: "
+                    f"train/<class>/<image> and test/<class>/<image> (images elsewhere would be "
+                    f"left out, and their class with them)"
+                )
+            continue
+        class_folders.add((parts[-3], parts[-2], "/".join(parts[:-1])))
+        if not image:
+            skipped.append(relative)
             continue
         entries.append((parts[-3], parts[-2], relative, read()))
         if progress is not None and len(entries) % 5000 == 0:
@@ -286,6 +320,14 @@ def load_imagefolder(
             f"{path} has no images under train/<class>/: expected an ImageFolder "
             f"tree train/<class>/*.jpg and test/<class>/*.jpg"
         )
+    with_images = {(split, cls) for split, cls, *_ in entries}
+    for split, cls, folder in sorted(class_folders):
+        if split == "train" and (split, cls) not in with_images:
+            raise DatasetError(
+                f"{path}: class folder {folder}/ holds no images; allowed: at least one image "
+                f"(.png, .jpg, ...) directly in every class folder of train/, or remove the "
+                f"folder (its class would be left out)"
+            )
     entries.sort(key=lambda e: (e[0], e[1], e[2]))
     class_names = sorted({cls for split, cls, *_ in entries if split == "train"})
     unknown = sorted({cls for split, cls, *_ in entries if split == "test"} - set(class_names))
@@ -325,6 +367,15 @@ def load_imagefolder(
         labels[split].append(index[cls])
     (width, height), _ = reference[0]
     channels = images["train"][0].shape[-1]
+    print(
+        f"read {len(images['train'])} training and {len(images['test'])} test images of "
+        f"{len(class_names)} classes from {path}"
+        + (
+            f"; left out {len(skipped)} files that are not images, e.g. {skipped[0]}"
+            if skipped
+            else ""
+        )
+    )
     stacked = {
         s: np.stack(images[s]) if images[s] else np.zeros((0, height, width, channels), np.uint8)
         for s in SPLITS
@@ -411,10 +462,26 @@ def load_npz(
     if "test" not in out_images:
         out_images["test"] = out_images["train"][:0]
         out_labels["test"] = out_labels["train"][:0]
+    elif out_images["test"].shape[1:] != out_images["train"].shape[1:]:
+        shapes = ["x".join(map(str, out_images[split].shape[1:])) for split in ("train", "test")]
+        raise DatasetError(
+            f"{path}: array {test_images!r} holds {shapes[1]} images (height x width x "
+            f"channels) but {images!r} holds {shapes[0]}; allowed: test images of the training "
+            f"images' size and channels"
+        )
     n_classes = (
         int(max(out_labels["train"].max(initial=-1), out_labels["test"].max(initial=-1))) + 1
     )
     if class_names is None:
+        used = np.union1d(out_labels["train"], out_labels["test"])
+        if len(used) < n_classes:
+            first = next(i for i in range(len(used) + 1) if i == len(used) or used[i] != i)
+            raise DatasetError(
+                f"{path}: labels run up to {n_classes - 1}, so the network would have "
+                f"{n_classes} outputs, but {n_classes - len(used)} of these classes (e.g. "
+                f"{first}) have no image; allowed: labels numbered 0..K-1 with every class used, "
+                f"or class_names in the config naming every class"
+            )
         class_names = [str(i) for i in range(n_classes)]
     elif len(class_names) < n_classes:
         raise DatasetError(
@@ -451,6 +518,13 @@ def write_dataset(path, splits: Splits, provenance: dict | None = None) -> None:
     train = splits.images["train"]
     if len(train) == 0:
         raise DatasetError("the training split is empty")
+    classes = np.unique(splits.labels["train"])
+    if len(classes) < 2:
+        raise DatasetError(
+            f"{splits.source}: the training split holds images of one class only "
+            f"({splits.class_names[int(classes[0])] if len(classes) else '?'}); allowed: at least "
+            f"two classes (training and the label statistics compare classes)"
+        )
     mean, std = channel_stats(train)
     with atomic_h5(path, FORMAT, provenance) as handle:
         for split in SPLITS:
@@ -494,6 +568,18 @@ class DatasetFile:
     def labels(self, split: str) -> np.ndarray:
         self._check_split(split)
         return self._handle[split]["labels"][()]
+
+    def data_sha256(self, chunk: int = 4096) -> str:
+        """A checksum of what a run trains on: every split's images and labels and the class
+        names (not the file's creation time or provenance, which change when it is rebuilt)."""
+        digest = hashlib.sha256(json.dumps(self.class_names).encode())
+        for split in SPLITS:
+            images = self.images(split)
+            digest.update(f"{split}{images.shape}".encode())
+            for start in range(0, images.shape[0], chunk):
+                digest.update(np.ascontiguousarray(images[start : start + chunk]).tobytes())
+            digest.update(np.ascontiguousarray(self.labels(split), np.int64).tobytes())
+        return digest.hexdigest()
 
     def count(self, split: str) -> int:
         self._check_split(split)

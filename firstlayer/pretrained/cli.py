@@ -7,7 +7,10 @@ firstlayer-profile WEIGHTS PATCHES [--tensor NAME] [--input-mean M M M --input-s
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from pathlib import Path
 
 from firstlayer.h5io import FormatError
 from firstlayer.pretrained.layers import WeightsError, profile_weight_file
@@ -38,6 +41,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", help="write the profile table to this CSV instead of stdout")
     args = parser.parse_args(argv)
+    problem = _check_arguments(args)
+    if problem:  # before any file is read: one line, no warning, nothing computed is lost
+        print(f"firstlayer-profile: error: {problem}", file=sys.stderr)
+        return 2
     try:
         table = profile_weight_file(
             args.weights,
@@ -51,11 +58,44 @@ def main(argv=None) -> int:
         print(f"firstlayer-profile: error: {err}", file=sys.stderr)
         return 2
     if args.out:
-        table.to_csv(args.out, index=False)
+        try:
+            table.to_csv(args.out, index=False)
+        except OSError as err:  # e.g. the disk filled up meanwhile
+            print(
+                f"firstlayer-profile: error: cannot write --out {args.out} ({err})", file=sys.stderr
+            )
+            return 2
         print(f"wrote {args.out} ({len(table)} components)")
     else:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     return 0
+
+
+def _check_arguments(args) -> str | None:
+    """What is wrong with the command line, checked before anything is read or computed: the
+    normalisation (both or neither, equal lengths, finite, std > 0) and where --out goes."""
+    mean, std = args.input_mean, args.input_std
+    if (mean is None) != (std is None):
+        return "give both --input-mean and --input-std (one value per input channel), or neither"
+    if mean is not None:
+        if len(mean) != len(std):
+            return (
+                f"--input-mean has {len(mean)} values and --input-std {len(std)}; allowed: one "
+                f"value per input channel in each"
+            )
+        if not all(math.isfinite(v) for v in (*mean, *std)):
+            return "--input-mean and --input-std must be finite numbers"
+        if not all(v > 0 for v in std):
+            return f"--input-std {' '.join(f'{v:g}' for v in std)}; allowed: values > 0"
+    if args.out:
+        folder = Path(args.out).parent
+        if not folder.is_dir():
+            return f"--out {args.out}: folder {folder} does not exist"
+        if not os.access(folder, os.W_OK):
+            return f"--out {args.out}: folder {folder} is not writable"
+        if Path(args.out).is_dir():
+            return f"--out {args.out} is a folder; allowed: a file name"
+    return None
 
 
 if __name__ == "__main__":

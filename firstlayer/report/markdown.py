@@ -55,8 +55,9 @@ def guarantees_block(cases) -> str:
     lines = [
         begin,
         "",
-        f"{len(cases)} cases, each run through Snakemake on the tiny workflow by "
-        "`tests/test_bad_inputs.py` (generated from its case table):",
+        f"{len(cases)} cases, each run through Snakemake on the tiny workflow (or through the "
+        "command line, for the command-line tools) by `tests/test_bad_inputs.py` (generated from "
+        "its case table):",
         "",
         "| class | fault | what the workflow does | test |",
         "|---|---|---|---|",

@@ -1,8 +1,10 @@
 """The committed results and the documentation quoting them, never copied or typed by hand.
 
 `snakemake publish` copies a finished build's tables and figures (`Plan.published`) into
-`docs/results/<publish>/`
-(with a manifest of where each came from) and regenerates every generated block of the docs:
+`docs/results/<publish>/` of its working directory (with a manifest of where each came from),
+removes the tables and figures an earlier publish left there that this build no longer makes,
+and regenerates every generated block of the docs of that same working directory (run from the
+repository, its README and docs; it never writes outside its working directory):
 
     python -m firstlayer.report.publish        # regenerate the docs' blocks only
 
@@ -36,21 +38,34 @@ from firstlayer.report.schema_doc import reference_block
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 RESULT_SETS = ("default", "extended", "regime", "paper-core")
+PAGES = ("configuration.md", "results.md", "../README.md")  # the pages with generated blocks
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def publish(files: dict[str, str], destination, docs=DOCS) -> Path:
-    """Copy `files` ({source: name}) into `destination`, write its manifest, regenerate the
-    docs' blocks; returns the manifest's path."""
+# What a result set holds besides its README: tables and figures, every one of them published.
+PUBLISHED_SUFFIXES = (".csv", ".png", ".pdf")
+
+
+def publish(files: dict[str, str], destination, docs=None) -> Path:
+    """Copy `files` ({source: name}) into `destination`, write its manifest, remove what an
+    earlier publish left there that this build does not make, regenerate the blocks of the docs
+    `docs` (default: the `docs` folder that holds `destination`, docs/results/<set>); returns
+    the manifest's path."""
     destination = Path(destination)
+    docs = destination.parent.parent if docs is None else Path(docs)
     destination.mkdir(parents=True, exist_ok=True)
     path = destination / "published.json"
-    # what an earlier publish put here and this build no longer makes would read as current
+    # What an earlier publish put here and this build no longer makes would read as current.
+    # The workflow deletes the earlier manifest before the job (a declared output), so every
+    # table and figure of the set counts, with the manifest's names where there is one.
     earlier = json.loads(path.read_text()) if path.is_file() else {}
-    for name in sorted(set(earlier) - set(files.values())):
+    earlier = set(earlier) | {
+        p.name for p in destination.iterdir() if p.is_file() and p.suffix in PUBLISHED_SUFFIXES
+    }
+    for name in sorted(earlier - set(files.values())):
         (destination / name).unlink(missing_ok=True)
         print(f"removed {destination / name} (published before, not made by this build)")
     manifest = {}
@@ -84,9 +99,15 @@ def generated_blocks(docs=DOCS) -> dict[str, list[tuple[str, str]]]:
 
 
 def update_docs(docs=DOCS) -> None:
+    """Regenerate the generated blocks of the pages under `docs` (and its ../README.md) that
+    exist there; a working directory without the project's docs has none to regenerate."""
+    pages = [page for page in PAGES if (Path(docs) / page).is_file()]
+    if not pages:
+        print(f"no docs pages under {docs}: no generated blocks to regenerate")
+        return
     for page, blocks in generated_blocks(docs).items():
         path = Path(docs) / page
-        if not path.is_file():  # a docs folder without the project's README (tests)
+        if page not in pages:  # a docs folder without the project's README (tests)
             continue
         text = path.read_text()
         for name, block in blocks:

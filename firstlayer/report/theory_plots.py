@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from firstlayer.report.plots import STYLE, save, show_vector
+from firstlayer.report.plots import STYLE, empty_figure, save, show_vector
 from firstlayer.theory.formula import formula_profile
 
 
@@ -36,7 +36,10 @@ def formula_vs_t(lambdas, taus, title: str, *paths) -> None:
 
 def profile_panels(curves: pd.DataFrame, title: str, *paths, columns: int = 3) -> None:
     """Panels of max-normalised profiles. `curves`: panel, series, component, value, and
-    optionally `style` ("measured", "prediction", "single") and `label` (legend text)."""
+    optionally `style` ("measured", "prediction", "single") and `label` (legend text). Without
+    curves (a grid without the runs they compare) the figure says so."""
+    if not len(curves):
+        return empty_figure(f"{title}: no runs in this grid to compare", *paths)
     panels = list(dict.fromkeys(curves["panel"]))
     rows = -(-len(panels) // columns)
     columns = min(columns, len(panels))

@@ -18,7 +18,7 @@ from firstlayer.intervals import interval, with_interval
 from firstlayer.patches.profiles import similarity
 from firstlayer.theory.formula import fit_formula, formula_profile
 from firstlayer.theory.nulls import compare_fits, null_curve, verdict
-from firstlayer.training.analysis import final_profiles
+from firstlayer.training.analysis import NO_PAIRS, final_profiles
 
 # runs compared with each other: same data, network, learning rate and seed (frozen runs are
 # left out); random
@@ -26,6 +26,8 @@ from firstlayer.training.analysis import final_profiles
 KEYS = ["dataset", "arch", "first_width", "width", "seed", "lr"]
 # a scaled run's unscaled partner, whose fitted tau predicts it: the same recipe in every way
 PARTNER_KEYS = [*KEYS, "epochs"]
+# the per-run table's columns when no run can be compared (a grid without its baseline)
+TABLE_COLUMNS = ["run", "manipulation", "kind", "component", "factor", "labels", *PARTNER_KEYS]
 TAU_RANGE = (1e-4, 1e4)
 
 
@@ -163,7 +165,7 @@ def manipulation_table(
     `scaled_lambdas` measured on its own transformed images, where given."""
     final = final_profiles(profiles[~profiles["frozen"]])
     runs = final.drop_duplicates("run").set_index("run")
-    rows = []
+    rows, left_out = [], []
     for run, spec in runs.iterrows():
 
         def partner(labels, keys=KEYS, spec=spec):
@@ -186,6 +188,11 @@ def manipulation_table(
                     row[f"corr_vs_{labels}"] = similarity(
                         vector, _vector(final[final["run"] == match[0]])
                     )
+            if "corr_vs_random" not in row:
+                print(
+                    f"left out: {run} has no random-label run of the same data, network, lr and "
+                    f"seed to compare with"
+                )
             rows.append(row)
             continue
         scaling = parse_scaling(spec["inputs"])
@@ -195,8 +202,10 @@ def manipulation_table(
         base = partner(spec["labels"], PARTNER_KEYS)
         if not len(base):
             print(
-                f"warning: {run} has no unscaled run of the same recipe and seed to predict it from"
+                f"left out: {run} has no unscaled run of the same recipe and seed to predict it "
+                f"from"
             )
+            left_out.append((spec["inputs"], spec["labels"]))
             continue
         reference = _vector(final[final["run"] == base[0]])
         lambdas = stats[spec["dataset"]].lambdas
@@ -223,7 +232,9 @@ def manipulation_table(
                 if key.startswith(("formula_", "null_")):
                     row[f"{key}_measured"] = value
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=None if rows else TABLE_COLUMNS)
+    table.attrs["left_out"] = sorted(set(left_out))  # scaled runs without a partner
+    return table
 
 
 def unmanipulated_true_vs_random(profiles: pd.DataFrame) -> list[float]:
@@ -262,9 +273,15 @@ def summary(table: pd.DataFrame, baseline: list[float]) -> pd.DataFrame:
         rows.append(_summary_row("true vs random labels (unmanipulated)", baseline))
     if len(table):
         for name, frame in table[table["kind"] == "decile labels"].groupby("manipulation"):
-            rows.append(_summary_row(f"{name} vs random labels", frame["corr_vs_random"].dropna()))
-        for (name, labels), frame in table[table["kind"] == "scaled component"].groupby(
-            ["manipulation", "labels"]
+            values = frame["corr_vs_random"].dropna() if "corr_vs_random" in frame else []
+            rows.append(
+                _summary_row(f"{name} vs random labels", values)
+                if len(values)
+                else _no_pairs(f"{name} vs random labels")
+            )
+        scaled = table[table["kind"] == "scaled component"]
+        for (name, labels), frame in (
+            scaled.groupby(["manipulation", "labels"]) if len(scaled) else []
         ):
             rows.append(
                 _summary_row(
@@ -273,7 +290,27 @@ def summary(table: pd.DataFrame, baseline: list[float]) -> pd.DataFrame:
                     frame["learned_ratio"],
                 )
             )
+    compared = set()
+    if len(table) and "labels" in table:
+        scaled = table[table["kind"] == "scaled component"]
+        compared = set(zip(scaled["manipulation"], scaled["labels"]))
+    for name, labels in table.attrs.get("left_out", []):
+        if (name, labels) not in compared:
+            rows.append(_no_pairs(f"{name}, {labels} labels: learned energy ratio"))
     return pd.DataFrame(rows, columns=["comparison", "mean", "low", "high", "n"])
+
+
+def _no_pairs(comparison: str) -> dict:
+    """A summary row the grid has no pairs for (as Tables 1 and 2 say it)."""
+    print(f"{comparison}: {NO_PAIRS}")
+    nan = float("nan")
+    return {
+        "comparison": f"{comparison} ({NO_PAIRS})",
+        "mean": nan,
+        "low": nan,
+        "high": nan,
+        "n": 0,
+    }
 
 
 HELDOUT_COLUMNS = [
@@ -301,7 +338,7 @@ def heldout_summary(table: pd.DataFrame) -> pd.DataFrame:
     `verdict_profile` from r(formula prediction) - r(best null prediction)."""
     rows = []
     if not len(table) or "formula_corr_scaled" not in table:
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=["manipulation", "labels", "n"])
     scaled = table[table["kind"] == "scaled component"]
     for (name, labels), frame in scaled.groupby(["manipulation", "labels"], sort=True):
         row = {"manipulation": name, "labels": labels, "n": len(frame)}
@@ -378,6 +415,8 @@ def manipulation_curves(
         frame = final[final["run"].isin(runs)]
         return frame.groupby("component")["energy_normalised"].mean().to_numpy()
 
+    if not len(table):
+        return pd.DataFrame(columns=["panel", "series", "style", "label", "component", "value"])
     for (dataset, name), frame in table.groupby(["dataset", "manipulation"], sort=True):
         panel = f"{dataset}: {name}"
         # unmanipulated runs of the same networks and seeds as the manipulated ones

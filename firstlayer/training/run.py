@@ -7,14 +7,18 @@ derived from the run's seed: initialisation, data order (one per epoch), labels.
 initialisation stream also takes the run's whole specification (`init_seed`), so no two distinct
 runs share an initialisation by accident.
 
-Checkpoints are written by wall-clock interval (FIRSTLAYER_CHECKPOINT_MINUTES, default 5; 0 =
-after every epoch), at the end of an epoch when waiting for the next epoch's end would exceed
-the interval: a killed run loses at most one interval of work, or one epoch where an epoch takes
-longer. The run file is the record of the end. A checkpoint is loaded to the CPU and its state
-moved to the model's device, so a run checkpointed on a GPU resumes on the CPU and vice versa;
-one that cannot be read is set aside (renamed, logged) and the run starts again. A resumed run
-ends bit-identical to an uninterrupted one on the CPU (fixed thread count) and on a GPU in the
-reproducible mode (firstlayer.training.devices).
+An epoch is cut into consecutive batches of `batch_size` images, except that a final batch of
+exactly one image joins the batch before it (`batch_bounds`): batch norm cannot train on one
+image, and every other training-set size keeps its batches and steps (10,000 images at batch 256:
+40 steps, the last of 16 images).
+
+Before it reads its images a run checks that its data and memory can train it
+(`firstlayer.training.preflight`); a run whose loss or first-layer weights become non-finite
+(a learning rate too large) stops with one line naming the run and the step, and writes no run
+file. Checkpoints: `firstlayer.training.checkpoints` (by wall-clock interval; resumed only for the
+same spec, dataset content and code). A resumed run ends bit-identical to an uninterrupted one on
+the same processor at a fixed thread count, and on a GPU in the reproducible mode
+(firstlayer.training.devices).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import argparse
 import contextlib
 import hashlib
 import json
-import os
+import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +38,19 @@ import torch
 import torch.nn.functional as F
 
 from firstlayer.common.grid import RunSpec
+from firstlayer.common.provenance import code_digest
 from firstlayer.common.settings import check_labels, check_transform
 from firstlayer.datasets.sources import DatasetFile, selected_chunks
 from firstlayer.errors import InputError
 from firstlayer.h5io import atomic_h5, open_checked
+from firstlayer.training.checkpoints import (
+    checkpoint_due,
+    checkpoint_minutes,
+    dependencies,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from firstlayer.training.devices import (
     bfloat16_warning,
     configure_precision,
@@ -47,6 +61,7 @@ from firstlayer.training.devices import (
 )
 from firstlayer.training.manipulations import Context, apply_labels, apply_transform
 from firstlayer.training.models import build
+from firstlayer.training.preflight import check_run
 
 FORMAT = "firstlayer.run"
 
@@ -100,6 +115,16 @@ def record_steps(
     return steps
 
 
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of an epoch of n images: consecutive slices of `batch_size`,
+    except that a final batch of exactly one image joins the batch before it (batch norm cannot
+    train on one image). Every other n keeps ceil(n / batch_size) batches, unchanged."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return [(start, stops) for start, stops in zip(starts, [*starts[1:], n])]
+
+
 def filter_norms2(model) -> torch.Tensor:
     """Squared norm of every first-layer filter, (K,) in float64 on the model's device. A
     BatchNorm after the first convolution makes the loss blind to a filter's scale, so SGD turns
@@ -120,20 +145,25 @@ def _tensor(images_nhwc: np.ndarray, mean, std, device) -> torch.Tensor:
 def prepare_data(spec: RunSpec, dataset_path, device):
     """Training and test tensors on the device, standardised by the dataset's own mean/std,
     with the run's label setting and input transform applied."""
+    with DatasetFile(dataset_path) as data:
+        return _prepare(spec, data, device)
+
+
+def _prepare(spec: RunSpec, data: DatasetFile, device):
+    """`prepare_data` from an open dataset file."""
     check_labels(spec.labels)
     check_transform(spec.inputs)
-    with DatasetFile(dataset_path) as data:
-        train_labels = data.labels("train")
-        subset = balanced_subset(train_labels, spec.n_train, spec.subset_seed)
-        train_images = _read(data.images("train"), subset)
-        test_labels = data.labels("test")
-        test_subset = (
-            balanced_subset(test_labels, spec.n_test, spec.subset_seed)
-            if len(test_labels)
-            else np.arange(0)
-        )
-        test_images = _read(data.images("test"), test_subset)
-        mean, std, classes = data.mean, data.std, len(data.class_names)
+    train_labels = data.labels("train")
+    subset = balanced_subset(train_labels, spec.n_train, spec.subset_seed)
+    train_images = _read(data.images("train"), subset)
+    test_labels = data.labels("test")
+    test_subset = (
+        balanced_subset(test_labels, spec.n_test, spec.subset_seed)
+        if len(test_labels)
+        else np.arange(0)
+    )
+    test_images = _read(data.images("test"), test_subset)
+    mean, std, classes = data.mean, data.std, len(data.class_names)
     context = Context(train_images, mean, std)
     labels = apply_labels(
         spec.labels, train_labels[subset], context, derive_seed(spec.seed, "labels")
@@ -202,64 +232,6 @@ def evaluate(model, x, y, spec, device, batch: int = 1000) -> tuple[torch.Tensor
     return loss / len(y), correct / len(y)
 
 
-def checkpoint_minutes(environ=None) -> float:
-    """Minutes between checkpoints: FIRSTLAYER_CHECKPOINT_MINUTES, default 5 (0: every epoch)."""
-    environ = os.environ if environ is None else environ
-    text = environ.get("FIRSTLAYER_CHECKPOINT_MINUTES") or "5"
-    try:
-        minutes = float(text)
-    except ValueError:
-        minutes = -1.0
-    if not minutes >= 0:
-        raise InputError(
-            f"FIRSTLAYER_CHECKPOINT_MINUTES={text!r}; allowed: a number of minutes >= 0 "
-            f"(0: a checkpoint after every epoch)"
-        )
-    return minutes
-
-
-def checkpoint_due(since_last: float, epoch_seconds: float, interval: float) -> bool:
-    """Whether to checkpoint at the end of an epoch: when waiting for the next epoch's end
-    (about `epoch_seconds` more) would leave more than `interval` seconds unsaved."""
-    return since_last + epoch_seconds > interval
-
-
-def load_checkpoint(path: Path, spec: RunSpec, log=print) -> dict | None:
-    """The checkpoint of this run, loaded to the CPU; None when there is none, when it belongs
-    to another configuration, or when it cannot be read (then it is renamed aside)."""
-    if not path.exists():
-        return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(saved, dict) or not {"spec", "model", "optimizer", "state"} <= set(saved):
-            raise ValueError("not a training checkpoint of this project")
-    except Exception as error:  # a truncated or foreign file must not fail every retry
-        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-        os.replace(path, aside)
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        log(f"checkpoint {path} is unreadable ({reason}); set aside as {aside}, starting over")
-        return None
-    if saved["spec"] != spec.as_dict():
-        log(f"ignoring {path}: it belongs to another configuration")
-        return None
-    if not {"clock", "clocks"} <= set(saved["state"]):
-        log(f"ignoring {path}: written by an earlier version (no normalised clock)")
-        return None
-    return saved
-
-
-def restore(saved: dict, model, optimizer) -> dict:
-    """Load a checkpoint (on the CPU) into a model and optimizer on any device; the training
-    state, whose recorded first layers stay on the CPU, is returned."""
-    model.load_state_dict(saved["model"])  # copies into the parameters, on their device
-    optimizer.load_state_dict(saved["optimizer"])  # casts its state to each parameter's device
-    state = saved["state"]
-    state["weights"] = [weights.cpu() for weights in state["weights"]]
-    state["clocks"] = [clock.cpu() for clock in state["clocks"]]
-    state["resumed_from"].append(state["epoch"])
-    return state
-
-
 def train(
     spec: RunSpec,
     dataset_path,
@@ -269,10 +241,15 @@ def train(
     log=print,
     resources=None,
     minutes: float | None = None,
+    code: str | None = None,
+    name: str | None = None,
 ) -> dict:
     """Train one network, checkpointing every `minutes` (default: `checkpoint_minutes()`), and
     write its run file (docs/formats.md). `resources`: the job's Snakemake resources, which say
-    whether it must get a GPU."""
+    whether it must get a GPU. `code`: the digest of the code that trains it (the `train` rule's
+    `code` param; default: this module's), which its checkpoint records. `name`: the run's name
+    in messages (default: the run file's stem)."""
+    name = name or Path(out_path).stem
     device = torch.device(device) if device else select_device(log, gpu_request(resources))
     mode = gpu_mode()
     configure_precision(device, mode)
@@ -285,7 +262,12 @@ def train(
         )
         if warning:
             log(warning)
-    data = prepare_data(spec, dataset_path, device)
+    with DatasetFile(dataset_path) as dataset:
+        classes = len(dataset.class_names)
+        counts = (dataset.count("train"), dataset.count("test"))
+        check_run(name, spec, dataset.shape, *counts, classes)
+        depends = dependencies(spec, dataset.data_sha256(), code or code_digest(__file__))
+        data = _prepare(spec, dataset, device)
     torch.manual_seed(init_seed(spec))
     model = build(spec.arch, spec.first_width, spec.width, data["classes"], data["channels"]).to(
         device, memory_format=torch.channels_last
@@ -299,7 +281,7 @@ def train(
         weight_decay=spec.weight_decay,
     )
     n = len(data["y"])
-    steps_per_epoch = -(-n // spec.batch_size)
+    steps_per_epoch = len(batch_bounds(n, spec.batch_size))
     recorded = record_steps(steps_per_epoch, spec.epochs, spec.lr, spec.record_lr_steps)
     norms2 = filter_norms2(model)
     state = {
@@ -315,7 +297,7 @@ def train(
         "resumed_from": [],
     }
     checkpoint_path = Path(checkpoint_path)
-    saved = load_checkpoint(checkpoint_path, spec, log)
+    saved = load_checkpoint(checkpoint_path, depends, log)
     if saved is not None:
         state = restore(saved, model, optimizer)
         state["clock"] = state["clock"].to(device)
@@ -327,12 +309,15 @@ def train(
         f"on {n} images, labels {spec.labels}, {spec.epochs} epochs, device {device}"
         f"{f' ({mode} mode)' if device.type == 'cuda' else ''}"
     )
+    # steps of this epoch whose loss was not finite (on the device: no host synchronisation)
+    nonfinite = torch.zeros((), dtype=torch.long, device=device)
 
-    def on_step(state):
-        nonlocal norms2
+    def on_step(state, loss):
+        nonlocal norms2, nonfinite
         state["step"] += 1
         state["clock"] += spec.lr / norms2  # on the device: no host synchronisation
         norms2 = filter_norms2(model)
+        nonfinite += ~torch.isfinite(loss)
         if state["step"] in recorded:
             state["steps"].append(state["step"])
             state["weights"].append(_first(model))
@@ -352,10 +337,12 @@ def train(
             order,
             spec,
             device,
-            on_step=lambda: on_step(state),
+            on_step=lambda loss: on_step(state, loss),
         )
         test = evaluate(model, data["x_test"], data["y_test"], spec, device)
         total_loss, total_correct, test_loss, test_acc = (v.item() for v in (*sums, *test))
+        if not (math.isfinite(total_loss) and bool(torch.isfinite(state["weights"][-1]).all())):
+            _diverged(name, spec, state, int(nonfinite.item()), epoch + 1)
         state["seconds"] += time.perf_counter() - start
         state["epoch"] = epoch + 1
         state["metrics"].append(
@@ -376,20 +363,35 @@ def train(
             f"({now - start:.1f} s)"
         )
         if epoch + 1 < spec.epochs and checkpoint_due(now - last_save, now - start, interval):
-            _save_checkpoint(checkpoint_path, spec, model, optimizer, state)
+            save_checkpoint(checkpoint_path, depends, model, optimizer, state)
             last_save = time.perf_counter()
     write_run(out_path, spec, state, data, device, steps_per_epoch, mode)
     checkpoint_path.unlink(missing_ok=True)
     return state
 
 
+def _diverged(name: str, spec: RunSpec, state: dict, nonfinite: int, epoch: int):
+    """Stop a run whose loss or first-layer weights became non-finite, naming the step. Once the
+    weights hold a NaN every later loss does too, so the non-finite losses are the epoch's last
+    `nonfinite` steps."""
+    if nonfinite:
+        what = f"its loss became non-finite at step {state['step'] - nonfinite + 1}"
+    else:
+        what = f"its first-layer weights became non-finite by step {state['step']}"
+    raise InputError(
+        f"run {name}: {what} (epoch {epoch}, lr {spec.lr:g}): training diverged, no run file "
+        f"written; allowed: a smaller lr (training.lr or the block's settings)"
+    )
+
+
 def train_epoch(model, optimizer, x, y, order, spec: RunSpec, device, on_step=None):
-    """One pass over `order` in batches of index slices; returns (summed loss, correct) as 0-d
-    tensors on the device: no host synchronisation per step."""
+    """One pass over `order` in batches of index slices (`batch_bounds`); returns (summed loss,
+    correct) as 0-d tensors on the device: no host synchronisation per step. `on_step(loss)` is
+    called after every step with the step's loss."""
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), device=device, dtype=torch.long)
-    for first in range(0, len(order), spec.batch_size):
-        index = order[first : first + spec.batch_size]
+    for first, stop in batch_bounds(len(order), spec.batch_size):
+        index = order[first:stop]
         inputs, targets = x[index], y[index]
         with _autocast(spec, device):
             out = model(inputs).float()
@@ -400,27 +402,12 @@ def train_epoch(model, optimizer, x, y, order, spec: RunSpec, device, on_step=No
         total_loss += loss.detach() * len(targets)
         total_correct += (out.argmax(1) == targets).sum()
         if on_step is not None:
-            on_step()
+            on_step(loss.detach())
     return total_loss, total_correct
 
 
 def _first(model) -> torch.Tensor:
     return model.first_conv.weight.detach().float().cpu().clone()
-
-
-def _save_checkpoint(path: Path, spec, model, optimizer, state) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(
-        {
-            "spec": spec.as_dict(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "state": state,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
 
 
 def write_run(path, spec: RunSpec, state, data, device, steps_per_epoch, mode="fast") -> None:
@@ -507,14 +494,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    train(
-        RunSpec(**json.loads(args.spec)),
-        args.data,
-        args.out,
-        args.checkpoint,
-        log=lambda message: print(message, flush=True),
-        minutes=args.checkpoint_minutes,
-    )
+    try:
+        train(
+            RunSpec(**json.loads(args.spec)),
+            args.data,
+            args.out,
+            args.checkpoint,
+            log=lambda message: print(message, flush=True),
+            minutes=args.checkpoint_minutes,
+        )
+    except InputError as error:  # one line, as in the workflow
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
