@@ -101,7 +101,7 @@ def test_whitening_bank_decorrelates_real_images_and_rgb_does_not(cifar_lossless
 def test_table3_summarises_final_fits_and_the_random_init_baseline():
     lambdas = np.sort(np.random.default_rng(0).lognormal(0, 1.2, 27))[::-1]
     rows = []
-    for run, tau in (("a", 0.1), ("b", 0.3)):
+    for run, tau, lr in (("a", 0.1, 0.01), ("b", 0.3, 0.01), ("c", 0.2, 0.1)):
         for step, profile, raw in (
             # each run its own initialisation (runs sharing one count once)
             (0, np.zeros(27), np.random.default_rng(ord(run)).uniform(0.5, 1, 27)),
@@ -125,6 +125,7 @@ def test_table3_summarises_final_fits_and_the_random_init_baseline():
                         "inputs": "none",
                         "frozen": False,
                         "epochs": 1,
+                        "lr": lr,
                     }
                 )
             )
@@ -132,6 +133,9 @@ def test_table3_summarises_final_fits_and_the_random_init_baseline():
     learned = fits[fits["kind"] == "learned"].set_index("run")
     assert learned.loc["a", "formula_tau"] == pytest.approx(0.1, rel=1e-3)
     assert learned.loc["b", "formula_correlation"] > 0.99999
-    table = table3(fits).set_index("network")
-    assert table.loc["vgg11", "n"] == 2 and table.loc["random init", "n"] == 2
+    table = table3(fits)
+    # runs of another learning rate are another row, never pooled
+    assert sorted(table.loc[table["network"] == "vgg11", "lr"]) == [0.01, 0.1]
+    table = table[table["lr"].isna() | (table["lr"] == 0.01)].set_index("network")
+    assert table.loc["vgg11", "n"] == 2 and table.loc["random init", "n"] == 3
     assert table.loc["vgg11", "formula_mean"] > 0.99999
