@@ -132,7 +132,7 @@ def test_string_overrides_are_coerced(config):
             "datasets.tv.name = 'ImageNet'; allowed: CIFAR10, CIFAR100, MNIST, FashionMNIST, KMNIST, SVHN",
         ),
         ({"training__epochs": 0}, "training.epochs = 0; must be >= 1"),
-        ({"training__batch_size": -1}, "training.batch_size = -1; must be >= 1"),
+        ({"training__batch_size": -1}, "training.batch_size = -1; must be >= 2"),
         (
             {"training__precision": "float16"},
             "training.precision = 'float16'; allowed: float32, bfloat16",

@@ -119,7 +119,7 @@ BAD_CONFIGS = [
         "experiments: {a: {datasets: [toy], widths: [0]}}",
         "experiments.a.widths[0] = 0; must be > 0",
     ),
-    ("training: {batch_size: 0}", "training.batch_size = 0; must be >= 1"),
+    ("training: {batch_size: 0}", "training.batch_size = 0; must be >= 2"),
     (
         "experiments: {a: {datasets: [toy], first_widths: [0]}}",
         "experiments.a.first_widths[0] = 0; must be >= 1",

@@ -7,7 +7,6 @@ import copy
 import math
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from firstlayer.common.facts import FIRST_LAYER_K, STEM_SIZE, TORCHVISION_DATASETS
@@ -123,8 +122,9 @@ def _where(path) -> str:
     return out or "(top level)"
 
 
-def describe(error: jsonschema.ValidationError) -> str:
-    """One line for a schema violation: key, value and what is allowed."""
+def describe(error) -> str:
+    """One line for a schema violation (a jsonschema.ValidationError): key, value and what is
+    allowed."""
     key, value, schema = _where(error.absolute_path), error.instance, error.schema
     kind = error.validator
     if kind == "additionalProperties":
@@ -235,9 +235,22 @@ def apply_command_line_datasets(config: dict, command_line) -> dict:
     return config
 
 
+def fill_defaults(config: dict, schema_path) -> dict:
+    """The checks that need no jsonschema (imported only by `validate_config`, so that a machine
+    with torch but not the workflow's tools can still read a config as the workflow does): the
+    schema's defaults filled into `config` (in place), string overrides coerced, and numbers the
+    schema cannot judge refused (`epochs: 2.0`, `.nan`). Returns `config`."""
+    schema = load_schema(schema_path)
+    _fill_defaults(config, schema)
+    _check_numbers(config, schema)
+    return config
+
+
 def validate_config(config: dict, schema_path, files=()) -> dict:
     """Fill defaults into `config` (in place) and check it; raise ConfigError on the first
     problem. `files`: the config files it was read from (checked for duplicate keys)."""
+    import jsonschema
+
     check_duplicate_keys(files)
     schema = load_schema(schema_path)
     misplaced = _source_key_error(config, schema)
@@ -253,7 +266,27 @@ def validate_config(config: dict, schema_path, files=()) -> dict:
     return config
 
 
+def _check_record_lr_steps(where: str, values) -> None:
+    """`record_lr_steps` in increasing order: its one spelling, so that one setting never trains
+    twice under two names ([0.6, 0.3] and [0.3, 0.6] record the same steps)."""
+    if values is not None and list(values) != sorted(values):
+        raise ConfigError(
+            f"config error: {where} = {list(values)!r}; allowed: increasing values, "
+            f"{sorted(values)!r} (one spelling of one setting)"
+        )
+
+
 def _check_semantics(config: dict) -> None:
+    if config["publish"] == "pretrained":
+        raise ConfigError(
+            "config error: publish = 'pretrained'; allowed: any other name (docs/results/"
+            "pretrained/ is the pretrained study's set, written by `snakemake publish_pretrained`)"
+        )
+    _check_record_lr_steps("training.record_lr_steps", config["training"]["record_lr_steps"])
+    for block, spec in config["experiments"].items():
+        settings = spec.get("settings") or {}
+        where = f"experiments.{block}.settings.record_lr_steps"
+        _check_record_lr_steps(where, settings.get("record_lr_steps"))
     datasets = config["datasets"]
     for key, spec in datasets.items():
         source = spec["source"]
