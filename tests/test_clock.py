@@ -9,12 +9,16 @@ from conftest import write_toy_dataset
 from firstlayer.common.grid import RunSpec
 from firstlayer.patches.features import average_patches
 from firstlayer.theory.clock import (
+    TWIN_COLUMNS,
     Trajectory,
     collapse,
     energy,
     fit_records,
+    from_run,
     linear_trajectories,
+    on_grid,
     slopes,
+    twins,
 )
 from firstlayer.theory.formula import formula_profile
 from firstlayer.theory.linear_cnn import tiled_images
@@ -159,3 +163,39 @@ def test_run_records_the_normalised_clock(tmp_path):
     norms2 = (run.weights.astype(np.float64) ** 2).sum(axis=(2, 3, 4))
     expected = np.vstack([np.zeros(8), np.cumsum(lr / norms2[:-1], axis=0)])
     assert np.allclose(run.normalised_clock, expected, rtol=1e-6)
+
+
+def test_record_values_beyond_the_run_are_said_and_a_tiny_lr_is_no_step(tmp_path):
+    """Values of lr x step past a run's end are not recorded, and the job's log says which (a
+    config's shared values may lie past some runs); lr 1e-320 gives no infinite step; a grid of
+    one learning rate has no twins, and its twins table keeps its header."""
+    import pandas as pd
+    import torch
+
+    assert record_steps(3, 2, 1e-320, (0.3,)) == record_steps(3, 2)  # was an OverflowError
+    torch.set_num_threads(1)
+    data = write_toy_dataset(tmp_path / "toy.h5", 48, 10, 16)
+    spec = RunSpec(
+        "toy", first_width=4, width=0.0625, epochs=1, n_train=48, n_test=10, batch_size=16,
+        lr=0.05, record_lr_steps=[0.05, 5.0, 9.0],
+    )  # fmt: skip
+    lines = []
+    train(spec, data, tmp_path / "run.h5", tmp_path / "run.pt", device="cpu", log=lines.append)
+    assert (
+        "record_lr_steps 5, 9: beyond this run's lr x steps 0.15 (3 steps at lr 0.05), not recorded"
+        in lines
+    )
+    path = from_run("run", read_run(tmp_path / "run.h5"))
+    assert path.steps.tolist() == [0, 1, 2, 3] and on_grid(path).tolist() == [0, 1, 0, 0]
+    path.grid = (5.0, 9.0)  # every value past the end: no record on the grid
+    assert not on_grid(path).any()
+    path.lr, path.grid = 1e-320, (0.3,)
+    assert not on_grid(path).any()  # was an OverflowError
+    one_lr = from_run("run", read_run(tmp_path / "run.h5"))
+    lambdas, basis = {"toy": np.linspace(1.0, 0.1, 27)}, {"toy": np.eye(27)}
+    records = fit_records([one_lr], lambdas, basis, 1e-7, TAU_RANGE)
+    assert records["on_grid"].sum() == 1
+    empty = twins([one_lr], records, basis)
+    assert list(empty.columns) == TWIN_COLUMNS and empty.empty
+    empty.to_csv(tmp_path / "twins.csv", index=False)
+    assert list(pd.read_csv(tmp_path / "twins.csv").columns) == TWIN_COLUMNS

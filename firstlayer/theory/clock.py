@@ -43,6 +43,19 @@ TAU_FITS = {"formula_tau": "τ by r", "formula_log_tau": "τ by log-RMSE"}
 # what the clock predicts for the two slopes of each form
 PREDICTED = {"lr_steps": (1.0, 1.0), "normalised": (1.0, 0.0)}
 GROUP_COLUMNS = ["system", "dataset", "arch", "first_width", "width", "labels", "inputs"]
+TWIN_FITS = [
+    "formula_tau",
+    "formula_tau_at_bound",
+    "formula_log_tau",
+    "formula_log_tau_at_bound",
+    "formula_correlation",
+]
+# the columns of `twins`, in order
+TWIN_COLUMNS = [
+    *GROUP_COLUMNS,
+    *("seed", "lr_steps", "run_a", "lr_a", "step_a", "run_b", "lr_b", "step_b", "correlation"),
+    *(f"{column}_{side}" for side in "ab" for column in TWIN_FITS),
+]
 
 
 @dataclass
@@ -124,7 +137,10 @@ def from_run(name: str, run, system: str = "trained") -> Trajectory:
 
 def on_grid(trajectory: Trajectory) -> np.ndarray:
     """Which records are the ones asked for at the lr x step values of the run's grid."""
-    wanted = {max(1, round(c / trajectory.lr)) for c in trajectory.grid}
+    last = int(trajectory.steps.max())  # values far beyond the run (or a tiny lr): no step
+    wanted = {
+        max(1, round(c / trajectory.lr)) for c in trajectory.grid if c / trajectory.lr <= last + 1
+    }
     return np.isin(trajectory.steps, sorted(wanted))
 
 
@@ -406,6 +422,8 @@ def twins(trajectories, records: pd.DataFrame, basis: dict) -> pd.DataFrame:
     both recorded on their grids: the profile correlation and each run's fitted tau (by r and
     by log-RMSE) side by side, e.g. a run at the paper's own lr and its twin at a larger one."""
     rows = []
+    if records.empty:
+        return pd.DataFrame(columns=TWIN_COLUMNS)
     grid = records[records["on_grid"]].set_index(["run", "step"])
     groups: dict[tuple, list[Trajectory]] = {}
     for path in trajectories:
@@ -438,17 +456,12 @@ def twins(trajectories, records: pd.DataFrame, basis: dict) -> pd.DataFrame:
                         **{
                             f"{column}_{side}": float(frame[column])
                             for side, frame in (("a", fa), ("b", fb))
-                            for column in (
-                                "formula_tau",
-                                "formula_tau_at_bound",
-                                "formula_log_tau",
-                                "formula_log_tau_at_bound",
-                                "formula_correlation",
-                            )
+                            for column in TWIN_FITS
                         },
                     }
                 )
-    return pd.DataFrame(rows)
+    # a grid of one learning rate has no twins: the table keeps its header
+    return pd.DataFrame(rows, columns=TWIN_COLUMNS)
 
 
 def linear_trajectories(
@@ -544,6 +557,12 @@ def clock_study(run_paths, stats_paths, feature_paths, settings: dict, eta: floa
     lambdas = {name: data.lambdas for name, data in stats.items()}
     basis = {name: data.eigenvectors for name, data in stats.items()}
     records = fit_records(trajectories, lambdas, basis, eta, tau_range)
+    for path in trajectories:
+        if path.group["system"] == "trained" and not on_grid(path).any():
+            print(
+                f"{path.name}: none of its record_lr_steps lies within its {path.steps.max()} "
+                f"steps (lr x steps {path.lr * path.steps.max():g}): no record for the slopes"
+            )
     table = slopes(records)
     print(table.to_string(index=False))
     trained = [path for path in trajectories if path.group["system"] == "trained"]

@@ -111,8 +111,19 @@ def record_steps(
         step *= 2
     steps.update(steps_per_epoch * (epoch + 1) for epoch in range(epochs))
     total = steps_per_epoch * epochs
-    steps.update(step for step in (max(1, round(c / lr)) for c in lr_steps) if lr and step <= total)
+    if lr:
+        steps.update(step for step in (lr_step(c, lr, total) for c in lr_steps) if step)
     return steps
+
+
+def lr_step(value: float, lr: float, total: int) -> int | None:
+    """The step nearest to lr x step = `value` (at least 1), or None when it lies beyond a run of
+    `total` steps (the quotient is compared before rounding: a tiny lr gives no infinite step)."""
+    quotient = value / lr
+    if not quotient <= total + 1:
+        return None
+    step = max(1, round(quotient))
+    return step if step <= total else None
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -254,8 +265,11 @@ def train(
     mode = gpu_mode()
     configure_precision(device, mode)
     interval = 60 * (checkpoint_minutes() if minutes is None else minutes)
-    if spec.epochs < 1 or spec.batch_size < 1:
-        raise InputError(f"epochs={spec.epochs}, batch_size={spec.batch_size}; both must be >= 1")
+    if spec.epochs < 1 or spec.batch_size < 2:
+        raise InputError(
+            f"epochs={spec.epochs}, batch_size={spec.batch_size}; allowed: epochs >= 1 and "
+            f"batch_size >= 2 (batch norm cannot train on one image)"
+        )
     if spec.precision == "bfloat16" and device.type == "cuda":
         warning = bfloat16_warning(
             torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device)
@@ -283,6 +297,13 @@ def train(
     n = len(data["y"])
     steps_per_epoch = len(batch_bounds(n, spec.batch_size))
     recorded = record_steps(steps_per_epoch, spec.epochs, spec.lr, spec.record_lr_steps)
+    total = steps_per_epoch * spec.epochs
+    beyond = [c for c in spec.record_lr_steps if lr_step(c, spec.lr, total) is None]
+    if beyond:  # e.g. a config's shared values, some past this run's end: said, not an error
+        log(
+            f"record_lr_steps {', '.join(f'{c:g}' for c in beyond)}: beyond this run's "
+            f"lr x steps {spec.lr * total:g} ({total} steps at lr {spec.lr:g}), not recorded"
+        )
     norms2 = filter_norms2(model)
     state = {
         "epoch": 0,
