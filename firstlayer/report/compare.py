@@ -24,8 +24,10 @@ a rebuild that is another sample of the same runs (another processor, another BL
 not depend on training seeds (label statistics, the linear CNN's fixed runs, pretrained models)
 have no seed-to-seed reference: there the tool says whether they are equal up to rounding.
 
+A table that cannot be read on either side (empty, not CSV text) counts as missing and says why.
 Exit status: 0 when every table is equal, equal up to rounding, or within its seed-to-seed
-differences, and no verdict flipped and nothing is missing; 1 otherwise; 2 for a bad argument.
+differences, and no verdict flipped and nothing is missing; 1 otherwise; 2 for a bad argument
+(a --build that is not a folder, a set without a readable `published.json`), in one line.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from firstlayer.errors import InputError
 
 # Rows of each table are matched on these columns (those both sides have); other tables on
 # their text and integer columns. `k*_...` are the pretrained study's tables.
@@ -276,11 +280,41 @@ def compare_table(name: str, committed: pd.DataFrame, rebuild: pd.DataFrame) -> 
     return report
 
 
+def read_manifest(committed_dir) -> dict:
+    """A result set's `published.json`: {name: {"source": the build's file, ...}}; an InputError
+    (one line) when it is not one."""
+    path = Path(committed_dir) / "published.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(
+            f"{path} cannot be read ({error}); allowed: a manifest written by `snakemake publish`"
+        ) from None
+    if not isinstance(manifest, dict) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("source"), str)
+        for entry in manifest.values()
+    ):
+        raise InputError(
+            f'{path} is not a manifest of published files; allowed: {{name: {{"source": '
+            f"path in the build, ...}}}}, as `snakemake publish` writes it"
+        )
+    return manifest
+
+
+def _readable(path: Path) -> pd.DataFrame | str:
+    """The table at `path`, or why it cannot be read (empty, not CSV text)."""
+    try:
+        return _read(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def compare_sets(committed_dir, build_dir) -> tuple[list[TableReport], dict]:
     """(a report per table of a committed result set against the build's file it was published
-    from, {"missing": tables the build lacks, "figures": (byte-identical, different)})."""
+    from, {"missing": tables the build lacks or that cannot be read, "figures": (byte-identical,
+    different)})."""
     committed_dir, build_dir = Path(committed_dir), Path(build_dir)
-    manifest = json.loads((committed_dir / "published.json").read_text())
+    manifest = read_manifest(committed_dir)
     reports, missing, figures = [], [], [0, 0]
     for name, entry in sorted(manifest.items()):
         source = build_dir / entry["source"]
@@ -292,7 +326,18 @@ def compare_sets(committed_dir, build_dir) -> tuple[list[TableReport], dict]:
         if not source.is_file():
             missing.append(f"{name} (the build has no {entry['source']})")
             continue
-        reports.append(compare_table(name, _read(committed_dir / name), _read(source)))
+        tables = [_readable(committed_dir / name), _readable(source)]
+        unreadable = [
+            f"{side} {path} cannot be read: {table}"
+            for side, path, table in zip(
+                ("the set's", "the build's"), (committed_dir / name, source), tables
+            )
+            if isinstance(table, str)
+        ]
+        if unreadable:
+            missing.append(f"{name} ({'; '.join(unreadable)})")
+            continue
+        reports.append(compare_table(name, *tables))
     return reports, {"missing": missing, "figures": tuple(figures)}
 
 
@@ -374,16 +419,24 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     build = Path(args.build)
     committed = Path(args.set) if "/" in args.set else build / "docs" / "results" / args.set
+    if not build.is_dir():
+        return _error(f"--build {build} is not a folder; allowed: the build's working directory")
     if not (committed / "published.json").is_file():
-        print(
-            f"compare: error: {committed}/published.json does not exist; allowed: a result set "
-            f"under docs/results/ of --build (or its folder)",
-            file=sys.stderr,
+        return _error(
+            f"{committed}/published.json does not exist; allowed: a result set under "
+            f"docs/results/ of --build (or its folder)"
         )
-        return 2
-    reports, extra = compare_sets(committed, build)
+    try:
+        reports, extra = compare_sets(committed, build)
+    except InputError as error:
+        return _error(str(error))
     print(render(reports, extra, committed, build))
     return 0 if all(r.fine for r in reports) and not extra["missing"] else 1
+
+
+def _error(message: str) -> int:
+    print(f"compare: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
