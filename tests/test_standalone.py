@@ -15,6 +15,7 @@ from conftest import ROOT, smooth_images
 
 from firstlayer.common.config import validate_config
 from firstlayer.common.targets import Plan
+from firstlayer.errors import InputError
 from firstlayer.training.run import read_run
 from firstlayer.training.standalone import archive, main, plan, run_grid
 
@@ -91,9 +92,10 @@ def test_time_limit_skips_runs_that_would_pass_it(tmp_path, monkeypatch, capsys)
     printed = capsys.readouterr().out
     # the first run has no throughput to judge by and trains; the others would pass the limit
     assert "1 runs done, 2 skipped" in printed and printed.count("skipping") == 2
-    assert main(["config.yaml", "--data", "other=x.npz", "--out", str(tmp_path / "o2")]) == 1
+    assert main(["config.yaml", "--out", str(tmp_path / "o2")]) == 1
     assert (
-        "dataset 'toy' of the grid has no --data toy=PATH; given: other" in capsys.readouterr().out
+        capsys.readouterr().err
+        == "error: dataset 'toy' of the grid has no --data toy=PATH; given: none\n"
     )
 
 
@@ -117,3 +119,50 @@ def test_the_workflow_takes_the_runs_as_its_own(trained):
         if line.strip()
     }
     assert "train" not in jobs and {"training_profiles", "formula_fits", "clock"} <= jobs
+
+
+def copied(trained, tmp_path):
+    """A copy of the trained output folder and the work folder's data."""
+    work, out, _, _ = trained
+    shutil.copytree(out, tmp_path / "out")
+    return work, tmp_path / "out"
+
+
+def test_an_out_holding_another_configs_run_or_data_is_refused(trained, tmp_path):
+    """Names alike, contents not: a run of another config under this grid's name, or a dataset
+    built from other data, would count as done; each is refused in one line before any work."""
+    work, out = copied(trained, tmp_path)
+    plain = tmp_path / "plain.yaml"  # no record_lr_steps: names without a hash
+    plain.write_text(CONFIG.replace(", record_lr_steps: [0.1, 0.2]", ""))
+    runs = out / "results" / "runs"
+    name = next(n for n in plan(yaml.safe_load(CONFIG)) if "_true_s0_" in n)
+    shutil.copy2(runs / f"{name}.h5", runs / f"{name.rsplit('_', 1)[0]}.h5")  # another config's
+    lines = []
+    with pytest.raises(InputError) as info:
+        run_grid(plain, {"toy": str(work / "toy.npz")}, out, "cpu", log=lines.append)
+    assert str(info.value) == (
+        f"--out {out} holds run {name.rsplit('_', 1)[0]} trained with another spec "
+        f"(record_lr_steps (0.1, 0.2) there, () in this config); allowed: another --out, or that "
+        f"run file moved away"
+    )
+    with np.load(work / "toy.npz") as archive:
+        arrays = dict(archive)
+    np.savez(tmp_path / "other.npz", **{**arrays, "x": arrays["x"][::-1].copy()})
+    with pytest.raises(InputError, match="holds dataset toy built from other data than --data"):
+        run_grid(work / "config.yaml", {"toy": str(tmp_path / "other.npz")}, out, "cpu", print)
+    assert lines == [] and not list(runs.glob("*.tmp*"))  # nothing built, nothing trained
+
+
+def test_tables_missing_after_the_last_run_are_written(trained, tmp_path):
+    """A call cut off after its last run, before its tables: the next call, with every run
+    done, writes them (each written under a temporary name, then renamed)."""
+    work, out = copied(trained, tmp_path)
+    tables = out / "results" / "tables" / "training"
+    expected = {p.name: pd.read_csv(p) for p in tables.glob("*.csv")}
+    for path in tables.glob("*.csv"):
+        path.unlink()
+    summary = run_grid(work / "config.yaml", {"toy": str(work / "toy.npz")}, out, "cpu", print)
+    assert summary["done"] == list(plan(yaml.safe_load(CONFIG)))
+    assert sorted(p.name for p in tables.iterdir()) == sorted(expected)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(pd.read_csv(tables / name), frame)
