@@ -341,6 +341,46 @@ CONFIG_CASES += [
     ),
 ]
 
+# A fourth hostile pass: settings the clock, publishing and the schema's edges let through.
+CONFIG_CASES += [
+    config_case(
+        "record_order",
+        WRONG,
+        "experiments: {a: {datasets: [toy], settings: {record_lr_steps: [0.6, 0.3]}}}",
+        "experiments.a.settings.record_lr_steps = [0.6, 0.3]; allowed: increasing values, "
+        "[0.3, 0.6]",
+        "`record_lr_steps: [0.6, 0.3]` beside `[0.3, 0.6]` (two runs of one setting)",
+    ),
+    config_case(
+        "publish_pretrained",
+        WRONG,
+        "publish: pretrained",
+        "publish = 'pretrained'; allowed: any other name",
+        "`publish: pretrained` (the grid's set would replace the pretrained study's files)",
+    ),
+    config_case(
+        "class_names_twice",
+        WRONG,
+        "datasets: {toy: {source: npz, path: toy.npz, class_names: [a, a, b]}}",
+        "datasets.toy.class_names = ['a', 'a', 'b']; entries must be unique",
+        "an npz's `class_names` naming one class twice (two classes under one name)",
+    ),
+    config_case(
+        "batch_size_one",
+        TRACEBACK,
+        "training: {batch_size: 1}",
+        "training.batch_size = 1; must be >= 2",
+        "`batch_size: 1` (batch norm failed on the first step, after the data were built)",
+    ),
+    config_case(
+        "theory_datasets_empty",
+        TRACEBACK,
+        "theory: {datasets: []}",
+        "theory.datasets = []; must have at least 1 entries",
+        "`theory: {datasets: []}` (an IndexError while Snakemake planned)",
+    ),
+]
+
 # Snakemake reads --configfile and --config itself, before the workflow: a mistake there ends in
 # its own traceback, which the workflow cannot catch; docs/reliability.md says what it means.
 SNAKEMAKE_OWN = "Snakemake's own traceback before the workflow is read; its last line says what is wrong (docs/reliability.md)"
@@ -1501,6 +1541,152 @@ CLI_CASES = [
         "a rebuild (another processor) whose Table 3 flipped a verdict, compared with the published set",
         "`python -m firstlayer.report.compare` lists the flip and exits 1",
         compare_flip,
+    ),
+]
+
+
+# The grid without Snakemake and the compare tool, called as their command lines are (in this
+# process: each stops before it builds or reads anything expensive).
+STANDALONE = "python -m firstlayer.training.standalone"
+
+
+def standalone_case(id, kind, fault, extra, needle, config=None, code=2):
+    """`python -m firstlayer.training.standalone` on the tiny workflow's folder: exit `code`
+    with one line on stderr (`needle` in it), nothing built."""
+
+    def check(tmp_path, request):
+        from firstlayer.training.standalone import main
+
+        path = grid_workdir(tmp_path / "w", config or GRID_CONFIG)
+        capsys = request.getfixturevalue("capsys")
+        args = [str(path / "config.yaml"), "--data", f"toy={path / 'toy.npz'}"]
+        given = [argument.format(path=path) for argument in extra]  # {path}: the work folder
+        assert main([*args, "--out", str(path / "out"), *given]) == code
+        printed = capsys.readouterr()
+        assert printed.out == "" and len(printed.err.splitlines()) == 1, printed
+        prefix = f"{STANDALONE}: error: " if code == 2 else ""
+        assert printed.err.startswith(prefix) and needle in printed.err, printed.err
+        assert not (path / "out").exists()
+
+    guarantee = (
+        "one line (exit 2) before anything is built"
+        if code == 2
+        else "one line (exit 1) before anything is built: the workflow's own check"
+    )
+    return Case(id, kind, fault, guarantee, check)
+
+
+def compare_case(id, kind, fault, damage, needle, code):
+    """`python -m firstlayer.report.compare` on a copy of the default set and of the build files
+    it was published from, after `damage(set folder, build folder)`."""
+
+    def check(tmp_path, request):
+        from firstlayer.report.compare import main
+
+        committed = tmp_path / "set"
+        shutil.copytree(ROOT / "docs" / "results" / "default", committed)
+        for name, entry in json.loads((committed / "published.json").read_text()).items():
+            target = tmp_path / "build" / entry["source"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(committed / name, target)
+        build = damage(committed, tmp_path / "build")
+        capsys = request.getfixturevalue("capsys")
+        assert main([str(committed), "--build", str(build)]) == code
+        printed = capsys.readouterr()
+        if code == 2:
+            assert printed.out == "" and printed.err.startswith("compare: error: "), printed
+            assert len(printed.err.splitlines()) == 1 and needle in printed.err, printed.err
+        else:
+            assert "Traceback" not in printed.err and needle in printed.out, printed.out
+
+    guarantee = (
+        "one line (exit 2), nothing compared"
+        if code == 2
+        else "listed as missing with the reason (exit 1); every other table compared"
+    )
+    return Case(id, kind, fault, guarantee, check)
+
+
+def write(relative, content):
+    def damage(committed, build):
+        path = (committed if relative == "published.json" else build) / relative
+        path.write_bytes(content)
+        return build
+
+    return damage
+
+
+CLI_CASES += [
+    standalone_case(
+        "standalone_time_limit_zero",
+        WRONG,
+        "standalone `--time-limit 0` (no limit at all; `-5` trained one run, then skipped all)",
+        ["--time-limit", "0"],
+        "--time-limit 0; allowed: seconds > 0",
+    ),
+    standalone_case(
+        "standalone_archive_missing_folder",
+        LATE,
+        "standalone `--archive` in a missing folder (a traceback once every run had trained)",
+        ["--archive", "missing/core.tar.gz"],
+        "folder missing does not exist; allowed: a file in an existing folder",
+    ),
+    standalone_case(
+        "standalone_device_missing",
+        LATE,
+        "standalone `--device cuda:7` on a machine without it (a traceback after the data)",
+        ["--device", "cuda:7"],
+        "CUDA device(s); allowed: cpu",
+    ),
+    standalone_case(
+        "standalone_data_not_in_grid",
+        WRONG,
+        "standalone `--data` for a dataset the grid does not train on (ignored in silence)",
+        ["--data", "cifar10={path}/toy.npz"],
+        "--data cifar10=...: the grid trains on no dataset 'cifar10'; allowed: toy",
+        code=1,
+    ),
+    standalone_case(
+        "standalone_default_n_train",
+        WRONG,
+        "standalone config leaving `n_train` out (other runs and names than the workflow's)",
+        [],
+        "config error: training.n_train = 10000; the training split of toy holds 60 images",
+        config=GRID_CONFIG.replace("n_train: 48, ", ""),
+        code=1,
+    ),
+    standalone_case(
+        "standalone_config_not_yaml",
+        TRACEBACK,
+        "standalone config that is not YAML (a traceback)",
+        [],
+        "is not valid YAML at line 2",
+        config="training: [\n",
+        code=1,
+    ),
+    compare_case(
+        "compare_manifest_not_json",
+        TRACEBACK,
+        "compare against a set whose published.json is not JSON (a traceback)",
+        write("published.json", b"{not json"),
+        "published.json cannot be read (Expecting property name",
+        2,
+    ),
+    compare_case(
+        "compare_build_missing",
+        WRONG,
+        "compare with `--build` a folder that does not exist (every table listed missing)",
+        lambda committed, build: build.parent / "nowhere",
+        "--build",
+        2,
+    ),
+    compare_case(
+        "compare_table_empty",
+        TRACEBACK,
+        "compare with a build table left empty (e.g. a clock grid of one learning rate)",
+        write("results/tables/theory/table3.csv", b"\n"),
+        "table3.csv (the build's",
+        1,
     ),
 ]
 
