@@ -1656,6 +1656,15 @@ CLI_CASES += [
         code=1,
     ),
     standalone_case(
+        "standalone_duplicate_key",
+        WRONG,
+        "standalone config writing `training` twice (the last one used in silence)",
+        [],
+        "config error: key 'training' appears twice",
+        config=GRID_CONFIG + "training: {epochs: 3}\n",
+        code=1,
+    ),
+    standalone_case(
         "standalone_config_not_yaml",
         TRACEBACK,
         "standalone config that is not YAML (a traceback)",

@@ -44,7 +44,8 @@ PATCH_KEYS = ("split", "n_images", "seed", "normalization")  # what the patch st
 
 
 def plan(config: dict) -> dict:
-    """{run name: RunSpec} of a config's grid, as the workflow names them."""
+    """{run name: RunSpec} of a config's grid, as the workflow names them (a config with the
+    schema's defaults filled in: `validated`)."""
     return {
         name: entry["spec"]
         for name, entry in build_grid(config["experiments"], config["training"]).items()
@@ -92,10 +93,11 @@ def _kind(source: Path) -> str:
     return "npz" if source.suffix == ".npz" else "imagefolder"
 
 
-def validated(config: dict, given: dict, out: Path) -> dict:
+def validated(config: dict, given: dict, out: Path, files=()) -> dict:
     """The part of `config` the grid needs (its datasets, patch settings, training defaults and
     experiments), each dataset read from its --data file, with the schema's defaults filled in
-    and, where jsonschema is installed, checked as the workflow checks it (ConfigError)."""
+    and, where jsonschema is installed, checked as the workflow checks it (ConfigError; `files`:
+    the config files it was read from, checked for keys written twice)."""
     datasets = config.get("datasets") if isinstance(config.get("datasets"), dict) else {}
     reduced = {"datasets": {}, "pretrained": {"models": {}}}
     names = grid_datasets(config)
@@ -135,7 +137,7 @@ def validated(config: dict, given: dict, out: Path) -> dict:
         from firstlayer.common.config import validate_config
     except ImportError:  # no jsonschema: the defaults, as the workflow fills them
         return fill_defaults(reduced, SCHEMA)
-    return validate_config(reduced, SCHEMA)
+    return validate_config(reduced, SCHEMA, files)
 
 
 def _dataset(name: str, settings: dict, given: dict, out: Path, log) -> Path:
@@ -225,7 +227,7 @@ def run_grid(config_path, data: dict, out, device=None, time_limit=None, log=pri
             f"--data {unknown[0]}=...: the grid trains on no dataset {unknown[0]!r}; allowed: "
             f"{', '.join(grid_datasets(config)) or 'none'}"
         )
-    config = validated(config, data, out)
+    config = validated(config, data, out, files=[config_path])
     grid = plan(config)
     _check_runs(out, grid)
     datasets = {spec.dataset for spec in grid.values()}
