@@ -146,3 +146,31 @@ def test_the_command_line_refuses_a_missing_set_in_one_line(tmp_path):
         f"compare: error: {tmp_path}/docs/results/nosuchset/published.json does not exist; "
         f"allowed: a result set under docs/results/ of --build (or its folder)"
     ]
+
+
+def test_a_manifest_that_is_not_one_and_a_table_that_is_not_text(rebuild, tmp_path):
+    """A published.json holding a list is refused in one line; a build table of binary bytes
+    is listed as missing with the reason, and the other tables are compared."""
+    from firstlayer.errors import InputError
+
+    odd = tmp_path / "set"
+    odd.mkdir()
+    (odd / "published.json").write_text('["table3.csv"]')
+    with pytest.raises(InputError, match="is not a manifest of published files"):
+        compare_sets(odd, rebuild)
+    table(rebuild, "table3.csv").write_bytes(bytes(range(256)) * 4)
+    reports, extra = reports_of(rebuild)
+    assert (
+        "table3.csv" not in reports
+        and len(reports)
+        == len(
+            [
+                n
+                for n in json.loads((COMMITTED / "published.json").read_text())
+                if n.endswith(".csv")
+            ]
+        )
+        - 1
+    )
+    (entry,) = extra["missing"]
+    assert entry.startswith("table3.csv (the build's ") and "cannot be read: 'utf-8' codec" in entry

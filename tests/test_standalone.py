@@ -167,3 +167,19 @@ def test_tables_missing_after_the_last_run_are_written(trained, tmp_path):
     assert sorted(p.name for p in tables.iterdir()) == sorted(expected)
     for name, frame in expected.items():
         pd.testing.assert_frame_equal(pd.read_csv(tables / name), frame)
+
+
+def test_a_config_that_cannot_be_read_or_trains_nothing_is_one_line(tmp_path):
+    """A missing config, a YAML list, no experiments, a block on an unconfigured dataset."""
+    from firstlayer.training.standalone import read_config, validated
+
+    with pytest.raises(InputError, match=r"config .*missing.yaml cannot be read \(FileNotFound"):
+        read_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(InputError, match="holds a list, not a mapping of config keys"):
+        read_config(tmp_path / "list.yaml")
+    with pytest.raises(InputError, match="the config trains no run"):
+        validated({"datasets": {}}, {}, tmp_path)
+    config = {"datasets": {}, "experiments": {"a": {"datasets": ["cifar10"]}}}
+    with pytest.raises(InputError, match="train on dataset 'cifar10', which the config's datasets"):
+        validated(config, {}, tmp_path)
