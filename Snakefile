@@ -29,7 +29,7 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        PLAN.default_targets(),
+        PLAN.default_targets() + ([rehearsal.CHECK] if REHEARSAL else []),
 
 
 # On a cluster these run where Snakemake runs: downloads need the internet (often only on the
@@ -39,6 +39,7 @@ localrules:
     theory,
     pretrained,
     dataset,
+    synthetic_dataset,
     first_layer,
     plot_patch_spectrum,
     plot_patch_components,

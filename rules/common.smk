@@ -3,22 +3,44 @@
 import sys
 from pathlib import Path
 
-from firstlayer.common.config import apply_command_line_datasets, validate_config
+from firstlayer.common import rehearsal
+from firstlayer.common.config import ConfigError, apply_dataset_overrides, read_layers
+from firstlayer.common.config import validate_config
 from firstlayer.common.provenance import canonical, code_digest, file_sha256
 from firstlayer.common.targets import FIGURE_FORMATS, Plan, figures
 from firstlayer.errors import InputError
 
 try:
-    # --config datasets given with another source replace the file's source-specific keys
-    apply_command_line_datasets(config, workflow.config_settings.config)
+    # a later config file or --config giving a dataset another source replaces the keys of the
+    # earlier entry that this source does not read
+    apply_dataset_overrides(
+        config, read_layers(workflow.configfiles, workflow.config_settings.config)
+    )
     validate_config(
         config, Path(workflow.basedir) / "config" / "schema.yaml", files=workflow.configfiles
     )
+    REHEARSAL, REAL_SIGNATURE = config["rehearsal"], None
+    if REHEARSAL:  # the same grid at toy size (firstlayer.common.rehearsal)
+        REAL_SIGNATURE = rehearsal.plan_signature(Plan(config))
+        if workflow.overwrite_workdir is not None and not workflow.remote_exec:
+            raise ConfigError(
+                f"config error: rehearsal = True works in {rehearsal.FOLDER}/ below the "
+                f"working directory, apart from a real grid's files, and --directory "
+                f"{workflow.overwrite_workdir} would replace that; allowed: run it from the "
+                f"folder it belongs under, without --directory"
+            )
+        staged = rehearsal.rehearsal_config(config)
+        config.clear()
+        config.update(staged)
     PLAN = Plan(config)
 except InputError as error:
     # One line for the user, no traceback: a config mistake is not a crash.
     print(error, file=sys.stderr)
     sys.exit(1)
+
+if REHEARSAL:
+
+    workdir: rehearsal.FOLDER
 
 
 wildcard_constraints:
@@ -38,11 +60,14 @@ PRETRAINED = config["pretrained"]
 THEORY = config["theory"]
 
 
-def parent_dataset(wildcards):
-    """A subset dataset is built from its parent's file; other sources need no input."""
+def dataset_inputs(wildcards):
+    """A subset dataset is built from its parent's file; in a rehearsal a torchvision dataset
+    from its synthetic copy; other sources need no input."""
     spec = config["datasets"].get(wildcards.dataset, {})
     if spec.get("source") == "subset":
         return {"parent": f"resources/datasets/{spec['of']}.h5"}
+    if REHEARSAL and wildcards.dataset in rehearsal.synthetic_datasets(config):
+        return {"synthetic": f"resources/synthetic/{wildcards.dataset}"}
     return {}
 
 

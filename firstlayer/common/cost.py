@@ -20,6 +20,7 @@ FIRSTLAYER_IMAGES_PER_SECOND; without it ASSUMED_IMAGES_PER_SECOND, a deliberate
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -99,7 +100,10 @@ def dataset_facts(name: str, datasets: dict) -> TorchvisionDataset | None:
     (ImageFolder trees, .npz files)."""
     spec = datasets.get(name, {})
     if spec.get("source") == "torchvision":
-        return TORCHVISION_DATASETS[spec["name"]]
+        facts = TORCHVISION_DATASETS[spec["name"]]
+        if spec.get("resize"):  # CelebA at another size: costed at its longer side
+            facts = dataclasses.replace(facts, side=max(spec["resize"]))
+        return facts
     if spec.get("source") == "subset":
         parent = dataset_facts(spec["of"], datasets)
         if parent is None:
