@@ -47,6 +47,14 @@ def _finite(value) -> bool:
         return False
 
 
+def _same(cell, value) -> bool:
+    """A table cell equals a value: as numbers where both are (a CSV reads epochs 1 as 1.0),
+    else as text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(cell):
+        return float(cell) == float(value)
+    return str(cell) == str(value)
+
+
 def table_problems(table: pd.DataFrame, expected: list[dict], where: str, mean: str) -> list[str]:
     """Each expected row (its identifying keys and n) is in `table` once, with a finite `mean`
     and that n."""
@@ -55,8 +63,7 @@ def table_problems(table: pd.DataFrame, expected: list[dict], where: str, mean: 
         keys = {k: v for k, v in row.items() if k != "n" and k in table.columns}
         match = table
         for key, value in keys.items():
-            column = match[key]
-            match = match[column.astype(str) == str(value)]
+            match = match[[_same(cell, value) for cell in match[key]]]
         name = ", ".join(f"{k}={v}" for k, v in keys.items())
         if len(match) != 1:
             problems.append(f"{where}: {len(match)} rows for {name} (expected 1)")
