@@ -1,9 +1,12 @@
 # Configuration check (first, before anything else runs), wildcard constraints, and the plan:
 # the grid and every target list come from firstlayer.common (torch-free), these are one-liners.
+import os
 import sys
+import time
 from pathlib import Path
 
 from firstlayer.common import rehearsal
+from firstlayer.common.cost import CALIBRATION
 from firstlayer.common.config import ConfigError, apply_dataset_overrides, read_layers
 from firstlayer.common.config import validate_config
 from firstlayer.common.provenance import canonical, code_digest, file_sha256
@@ -48,6 +51,7 @@ wildcard_constraints:
     k=r"[1-9][0-9]*",
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    stamp=r"[0-9]{8}T[0-9]{6}",
 
 
 # Software of every job under --software-deployment-method conda (the pins of pyproject.toml).
@@ -76,7 +80,31 @@ def group_layers(wildcards):
 
 
 def run_dataset(wildcards):
+    if GRANT_STAMP is not None and not os.path.exists(f"results/runs/{wildcards.run}.h5"):
+        # a run yet to be trained waits for this invocation's GPU grant check; the check's file
+        # is not an input of the job (Snakemake re-evaluates it once the checkpoint is done), so
+        # a run's inputs, and the `input` rerun trigger, are the same with and without the check
+        checkpoints.gpu_grant.get(stamp=GRANT_STAMP)
     return f"resources/datasets/{PLAN.spec(wildcards.run).dataset}.h5"
+
+
+# What a train job asks for in GPUs (the profile's set-resources), which the GPU grant check asks
+# for too: with its partition and account, so that it lands where the trainings will.
+GRANT_RESOURCES = {
+    key: getattr(value, "value", value)
+    for key, value in workflow.resource_settings.overwrite_resources.get("train", {}).items()
+    if key in ("gpu", "gpus", "gres", "gpu_model", "gpu_manufacturer", "cpus_per_gpu")
+    or key.startswith("slurm_")
+}
+# The check runs in the Snakemake that submits a cluster run whose trainings ask for GPUs
+# (FIRSTLAYER_CHECK_GRANT=0 turns it off, =1 on for any run), once per invocation.
+GRANT_STAMP = (
+    time.strftime("%Y%m%dT%H%M%S")
+    if {"gpu", "gpus", "gres"} & set(GRANT_RESOURCES)
+    and not workflow.remote_exec
+    and os.environ.get("FIRSTLAYER_CHECK_GRANT", "1" if workflow.non_local_exec else "0") == "1"
+    else None
+)
 
 
 # The train job's cluster request and batch (firstlayer.common.cost; docs/cluster.md).
