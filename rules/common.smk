@@ -96,13 +96,14 @@ GRANT_RESOURCES = {
     if key in ("gpu", "gpus", "gres", "gpu_model", "gpu_manufacturer", "cpus_per_gpu")
     or key.startswith("slurm_")
 }
-# The check runs in the Snakemake that submits a cluster run whose trainings ask for GPUs
-# (FIRSTLAYER_CHECK_GRANT=0 turns it off, =1 on for any run), once per invocation.
+# The check runs once per invocation of the Snakemake that starts a run whose trainings ask for
+# GPUs (a GPU profile's set-resources), before the first of them; not in a cluster job's own
+# Snakemake. FIRSTLAYER_CHECK_GRANT=0 turns it off.
 GRANT_STAMP = (
     time.strftime("%Y%m%dT%H%M%S")
     if {"gpu", "gpus", "gres"} & set(GRANT_RESOURCES)
     and not workflow.remote_exec
-    and os.environ.get("FIRSTLAYER_CHECK_GRANT", "1" if workflow.non_local_exec else "0") == "1"
+    and os.environ.get("FIRSTLAYER_CHECK_GRANT", "1") != "0"
     else None
 )
 

@@ -67,9 +67,9 @@ def _tar_gz(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _cifar(cls, classes: int, seed: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
+def _cifar(cls, classes, seed, train, test) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """(files of the folder, members whose md5 torchvision checks) for CIFAR-10 or CIFAR-100."""
-    labels = {"train": balanced_labels(TRAIN, classes), "test": balanced_labels(TEST, classes)}
+    labels = {"train": balanced_labels(train, classes), "test": balanced_labels(test, classes)}
     key = "labels" if classes == 10 else "fine_labels"
     members = {}
     for split, names in (("train", cls.train_list), ("test", cls.test_list)):
@@ -98,8 +98,8 @@ def _idx(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _mnist(cls, seed: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
-    labels = {"train": balanced_labels(TRAIN, 10), "t10k": balanced_labels(TEST, 10)}
+def _mnist(cls, seed, train, test) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    labels = {"train": balanced_labels(train, 10), "t10k": balanced_labels(test, 10)}
     files = {}
     for filename, _ in cls.resources:
         split = "train" if filename.startswith("train") else "t10k"
@@ -112,11 +112,11 @@ def _mnist(cls, seed: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
     return files, {}
 
 
-def _svhn(cls, seed: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
+def _svhn(cls, seed, train, test) -> tuple[dict[str, bytes], dict[str, bytes]]:
     from scipy.io import savemat
 
     files = {}
-    for split, count in (("train", TRAIN), ("test", TEST)):
+    for split, count in (("train", train), ("test", test)):
         labels = balanced_labels(count, 10)
         images = textures(labels, 32, 32, 3, seed + (split == "test"))
         buffer = io.BytesIO()
@@ -129,10 +129,11 @@ def _svhn(cls, seed: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
     return files, {}
 
 
-def _celeba(cls, seed: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
+def _celeba(cls, seed, train, test) -> tuple[dict[str, bytes], dict[str, bytes]]:
     from PIL import Image
 
-    partition = [0] * (TRAIN - 100) + [1] * 100 + [2] * TEST  # train, valid, test
+    valid = train // 12
+    partition = [0] * (train - valid) + [1] * valid + [2] * test  # train, valid, test
     names = [f"{index + 1:06d}.jpg" for index in range(len(partition))]
     # attribute j of image i is present when i + j is even: every attribute balanced per split
     present = (np.arange(len(names))[:, None] + np.arange(len(CELEBA_ATTRIBUTES))[None]) % 2 == 0
@@ -172,9 +173,12 @@ def _celeba(cls, seed: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
     return files, {}
 
 
-def write_synthetic(name: str, folder, seed: int = 0) -> dict[str, str]:
+def write_synthetic(
+    name: str, folder, seed: int = 0, train: int = TRAIN, test: int = TEST
+) -> dict[str, str]:
     """Write the synthetic copy of torchvision dataset `name` into `folder` (its files and
-    `checksums.json`); returns {file name: md5}."""
+    `checksums.json`), `train` and `test` images (CelebA: `train` split into its train and
+    valid partitions, 11 to 1); returns {file name: md5}."""
     if name not in TORCHVISION_DATASETS:
         raise DatasetError(
             f"no synthetic copy of torchvision dataset {name!r}; allowed: "
@@ -182,13 +186,13 @@ def write_synthetic(name: str, folder, seed: int = 0) -> dict[str, str]:
         )
     cls = _torchvision_class(name)
     if name in ("CIFAR10", "CIFAR100"):
-        files, members = _cifar(cls, TORCHVISION_DATASETS[name].classes, seed)
+        files, members = _cifar(cls, TORCHVISION_DATASETS[name].classes, seed, train, test)
     elif name == "SVHN":
-        files, members = _svhn(cls, seed)
+        files, members = _svhn(cls, seed, train, test)
     elif name == "CelebA":
-        files, members = _celeba(cls, seed)
+        files, members = _celeba(cls, seed, train, test)
     else:
-        files, members = _mnist(cls, seed)
+        files, members = _mnist(cls, seed, train, test)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for filename, data in files.items():

@@ -35,8 +35,10 @@ from firstlayer.training.devices import (
 from firstlayer.training.models import build
 from firstlayer.training.run import train_epoch
 
-STEPS = 20  # timed steps per network
-WARMUP = 3  # untimed steps before them
+STEPS = 20  # timed steps per network on a GPU
+WARMUP = 3  # untimed steps before them (cuDNN autotuning)
+CPU_STEPS = 3  # on a CPU, steps are slow and steady: fewer suffice
+CPU_WARMUP = 1
 
 
 def _sync(device: torch.device) -> None:
@@ -77,14 +79,18 @@ def calibrate(
     networks: dict[str, dict],
     out_path,
     device=None,
-    steps: int = STEPS,
-    warmup: int = WARMUP,
+    steps: int | None = None,
+    warmup: int | None = None,
     log=print,
     resources=None,
 ) -> dict:
     """Measure every network of `networks` ({network key: network}) and write the calibration
-    file `out_path` (atomically); returns its content."""
+    file `out_path` (atomically); returns its content. `steps` and `warmup` default to STEPS and
+    WARMUP on a GPU, CPU_STEPS and CPU_WARMUP elsewhere."""
     device = torch.device(device) if device else select_device(log, gpu_request(resources))
+    gpu = device.type == "cuda"
+    steps = steps or (STEPS if gpu else CPU_STEPS)
+    warmup = warmup or (WARMUP if gpu else CPU_WARMUP)
     mode = gpu_mode()
     configure_precision(device, mode)
     rates = {}

@@ -8,7 +8,9 @@ GPU-hours or fail it run by run. The check compares:
 
 - the request: the GPUs of rule `train`'s resources (`gpu`, `gpus`, or a `gres` gpu[:type]:N),
   and the model where one is named (`gpu_model`, or the type in `gres`);
-- what SLURM granted: SLURM_GPUS_ON_NODE, else the ids in SLURM_JOB_GPUS / SLURM_STEP_GPUS;
+- what SLURM granted: SLURM_GPUS_ON_NODE, else the ids in SLURM_JOB_GPUS / SLURM_STEP_GPUS
+  (outside SLURM, on a workstation whose jobs each claim one of its GPUs, torch must see at
+  least the GPUs a job asks for);
 - what torch sees: its CUDA device count, each device's name, compute capability and UUID, and
   whether its build has kernels for that capability (torch.cuda.get_arch_list()).
 
@@ -117,12 +119,13 @@ def check_grant(resources: dict, environ, cuda, arch_list, versions: dict) -> di
     problem = None
     if given is not None and given != count:
         problem = f"asked for {count} GPU(s) ({asked}) but SLURM granted {given} ({said})"
-    elif len(devices) != count:
-        grant = "?" if given is None else given
+    elif given is not None and len(devices) != count:
         problem = (
-            f"asked for {count} GPU(s) ({asked}), SLURM granted {grant} ({said}), "
+            f"asked for {count} GPU(s) ({asked}), SLURM granted {given} ({said}), "
             f"but {seen} {where}"
         )
+    elif given is None and len(devices) < count:  # a workstation shows all its GPUs
+        problem = f"asked for {count} GPU(s) ({asked}) but {seen} {where}"
     elif model and not all(model.lower() in d["name"].lower() for d in devices):
         problem = f"asked for GPU model {model!r} ({asked}) but {seen}"
     else:
