@@ -4,7 +4,10 @@
 # per figure (fig_*).
 from snakemake.utils import min_version
 
-min_version("9.0")
+# 9.20: a profile's `runtime` (profiles/slurm, `default-resources`) is read as minutes again;
+# 9.16.3 to 9.19 read it as seconds (snakemake issue #4039, fixed by #4053 in 9.20.0), which
+# would cut every job's time limit sixty-fold. pyproject.toml pins the same floor.
+min_version("9.20")
 
 
 # config/config.yaml is the default; config files named with --configfile (complete, like
