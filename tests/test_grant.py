@@ -177,7 +177,7 @@ def test_the_check_gates_only_runs_yet_to_train_and_retrains_nothing(local_grid_
         assert f"run={other.stem}\n" not in dry.stdout
     nothing = grant_run(local_grid_run, "all", "-n", fake=fake)  # nothing to train: no check
     assert "Nothing to be done" in nothing.stdout + nothing.stderr
-    result = grant_run(workdir, "results/tables/training/profiles.csv", fake=fake)
+    result = grant_run(workdir, f"results/runs/{runs[0].name}", fake=fake)
     assert result.returncode == 0, result.stderr[-3000:]
     record = next((workdir / "results" / "cluster" / "gpu_grant").glob("*.json")).read_text()
     assert '"name": "NVIDIA H100"' in record and '"problem": null' in record
