@@ -201,3 +201,21 @@ def test_the_rehearsal_refuses_a_directory_that_would_hold_a_real_grid(tmp_path)
         f"it from the folder it belongs under, without --directory"
     )
     assert not (Path(tmp_path) / "rehearsal").exists()
+
+
+def test_the_paper_grids_binary_tasks_take_their_classes_from_the_synthetic_cifar10(tmp_path):
+    """Subsets name classes: a synthetic copy carries the real class names (the rehearsal of
+    config/paper.yaml once stopped at its car/truck, dog/frog, ... subsets without them)."""
+    from firstlayer.datasets.sources import DatasetFile
+
+    write_synthetic("CIFAR10", tmp_path / "copy", train=100, test=20)
+    parent = tmp_path / "cifar10.h5"
+    build_dataset("cifar10", {"source": "torchvision", "name": "CIFAR10"}, parent, tmp_path / "dl",
+                  synthetic=tmp_path / "copy")  # fmt: skip
+    config = shipped("paper.yaml")
+    subsets = {k: v for k, v in config["datasets"].items() if v["source"] == "subset"}
+    assert len(subsets) == 5
+    for key, spec in subsets.items():
+        build_dataset(key, spec, tmp_path / f"{key}.h5", tmp_path / "dl", parent_path=parent)
+        with DatasetFile(tmp_path / f"{key}.h5") as data:
+            assert data.class_names == spec["classes"] and data.count("train") == 20

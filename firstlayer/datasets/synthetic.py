@@ -67,6 +67,20 @@ def _tar_gz(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+# The class names of the real datasets, in label order: configs name classes (subsets do).
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+CIFAR100_CLASSES = """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy
+bridge bus butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach
+couch crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo
+keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse
+mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy
+porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail
+snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger
+tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
+
+
 def _cifar(cls, classes, seed, train, test) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """(files of the folder, members whose md5 torchvision checks) for CIFAR-10 or CIFAR-100."""
     labels = {"train": balanced_labels(train, classes), "test": balanced_labels(test, classes)}
@@ -80,7 +94,7 @@ def _cifar(cls, classes, seed, train, test) -> tuple[dict[str, bytes], dict[str,
             if classes != 10:
                 entry["coarse_labels"] = [int(v) % 20 for v in labels[split][part]]
             members[name] = pickle.dumps(entry, protocol=2)
-    meta = {cls.meta["key"]: [f"class{c}" for c in range(classes)]}
+    meta = {cls.meta["key"]: CIFAR10_CLASSES if classes == 10 else CIFAR100_CLASSES}
     if classes != 10:
         meta["coarse_label_names"] = [f"group{c}" for c in range(20)]
     members[cls.meta["filename"]] = pickle.dumps(meta, protocol=2)
