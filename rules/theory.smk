@@ -146,6 +146,41 @@ rule formula_fits:
         "../scripts/formula_fits.py"
 
 
+rule clock:
+    """The theory's clock: tau fitted to runs of several learning rates recorded at equal
+    lr x step, its slopes on log step and log lr (and on the normalised clock sum lr/|w|^2),
+    and whether either clock collapses the profiles; the linear CNN as the reference."""
+    input:
+        runs=PLAN.clock_runs(),
+        stats=PLAN.training_patch_stats(),
+        features=PLAN.training_image_features(),
+    output:
+        records="results/tables/theory/clock_fits.csv",
+        slopes="results/tables/theory/clock.csv",
+        collapse="results/tables/theory/clock_collapse.csv",
+        twins="results/tables/theory/clock_twins.csv",
+        pdf="results/figures/theory/clock.pdf",
+        png=report(
+            "results/figures/theory/clock.png",
+            caption="../report/clock.rst",
+            category="Theory",
+            labels={"figure": "the theory's clock"},
+        ),
+    log:
+        "logs/theory/clock.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=3000,
+    params:
+        code=code("clock.py"),
+        eta=THEORY["eta"],
+        tau_range=THEORY["tau_range"],
+        settings=canonical({**THEORY["linear_cnn"], **THEORY["clock"]}),
+    script:
+        "../scripts/clock.py"
+
+
 rule whitening:
     """Fig. 6: autocorrelation of responses against distance for RGB, random init, the trained
     first layers of the dataset's true-label runs and the ideal whitening bank."""
@@ -223,6 +258,11 @@ rule fig_whitening:
 rule fig_fits:
     input:
         PLAN.fit_figures(),
+
+
+rule fig_clock:
+    input:
+        PLAN.clock_figures(),
 
 
 rule fig_filters:

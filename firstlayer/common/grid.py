@@ -109,7 +109,10 @@ def run_name(spec: RunSpec, defaults: dict) -> str:
     if spec.precision != "float32":
         parts.append(spec.precision)
     other = {key: getattr(spec, key) for key in SETTINGS if key not in NAMED}
-    if any(_normal(other[key]) != _normal(defaults.get(key, other[key])) for key in other):
+    # a later field away from its own default always adds the hash: its runs never share a name
+    # with a run of another config that leaves it out
+    reference = {**defaults, **LATER_DEFAULTS}
+    if any(_normal(other[key]) != _normal(reference.get(key, other[key])) for key in other):
         digest = hashlib.sha256(json.dumps(spec.as_dict(), sort_keys=True).encode()).hexdigest()
         parts.append(digest[:8])
     return "_".join(parts)

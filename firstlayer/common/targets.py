@@ -21,6 +21,7 @@ from firstlayer.common.grid import RunSpec, build_grid
 from firstlayer.common.settings import UNCHANGED, learned_unmanipulated, parse_deciles
 
 FIGURE_FORMATS = ("pdf", "png")
+CLOCK_TABLES = ("clock", "clock_collapse", "clock_fits", "clock_twins")
 
 
 def expand(pattern: str, **values) -> list[str]:
@@ -87,6 +88,15 @@ class Plan:
     def scaled_run_datasets(self) -> list[str]:
         datasets = sorted({spec.dataset for spec in self.specs if spec.inputs != UNCHANGED})
         return expand("resources/datasets/{dataset}.h5", dataset=datasets)
+
+    def clock_runs(self) -> list[str]:
+        """Files of the learned runs recorded at values of lr x step (the clock test's runs)."""
+        names = [
+            name
+            for name, spec in zip(self.grid, self.specs)
+            if spec.record_lr_steps and not spec.frozen
+        ]
+        return expand("results/runs/{run}.h5", run=names)
 
     def manipulated_runs(self) -> list[str]:
         return [
@@ -249,6 +259,9 @@ class Plan:
     def fit_figures(self) -> list[str]:
         return figures("results/figures/theory/fits") + figures("results/figures/theory/fitted_t")
 
+    def clock_figures(self) -> list[str]:
+        return figures("results/figures/theory/clock") if self.clock_runs() else []
+
     def filter_figures(self) -> list[str]:
         return expand(
             "results/figures/theory/filters/{run}.{ext}", run=self.filter_runs(), ext=FIGURE_FORMATS
@@ -265,7 +278,7 @@ class Plan:
             + self.whitening_figures()
         )
         if self.grid:
-            targets += self.fit_figures() + self.filter_figures()
+            targets += self.fit_figures() + self.filter_figures() + self.clock_figures()
         if self.manipulated_runs():
             targets += self.manipulation_figures()
         return targets
@@ -304,6 +317,8 @@ class Plan:
                 for name in ("profiles", "metrics", "tables", "run_correlations")
             ]
             files += [f"results/tables/theory/{n}.csv" for n in ("fits", "table3", "fit_curves")]
+        if self.clock_runs():
+            files += [f"results/tables/theory/{n}.csv" for n in CLOCK_TABLES]
         if self.manipulated_runs():
             files += [
                 f"results/tables/theory/{n}.csv" for n in ("manipulations", "manipulations_summary")
@@ -353,6 +368,10 @@ class Plan:
                 files[f"results/figures/theory/{name}.png"] = f"{name}.png"
             if self.filter_runs():
                 files[f"results/figures/theory/filters/{self.filter_runs()[0]}.png"] = "filters.png"
+            if self.clock_runs():
+                for name in CLOCK_TABLES:
+                    files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"
+                files["results/figures/theory/clock.png"] = "clock.png"
             if len({spec.dataset for spec in self.specs}) > 1:  # else nothing to predict
                 for name in ("cross_dataset", "cross_dataset_summary"):
                     files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"

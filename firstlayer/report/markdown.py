@@ -94,7 +94,11 @@ def _read_table(path):
     return pd.read_csv(path, dtype={"labels": str}) if path.is_file() else None
 
 
-def _committed(root, filename: str, sets=("default", "extended")):
+# The committed result sets of trained runs, in the order the docs show them.
+TRAINED_SETS = ("default", "extended", "regime", "paper-core")
+
+
+def _committed(root, filename: str, sets=TRAINED_SETS):
     """(result set, table) for each committed set whose `filename` has rows."""
     for name in sets:
         table = _read_table(root / name / filename)
@@ -107,6 +111,20 @@ def _bound_note(row) -> str:
     count = row.get("formula_tau_at_bound", 0)
     count = 0 if count != count else int(count)  # nan in tables without the column
     return f" (τ at a bound in {count} of {row['n']})" if count else ""
+
+
+def _recipe(row) -> str:
+    """'lr 0.1, 15 epochs' for a row of trained runs (tables written before Table 3 split
+    recipes have no such columns)."""
+    lr, epochs = row.get("lr"), row.get("epochs")
+    if lr is None or epochs is None or lr != lr or epochs != epochs:
+        return "—"
+    return f"lr {lr:g}, {epochs:g} epochs"
+
+
+def _tau(row) -> str:
+    value = row.get("formula_tau_median")
+    return "—" if value is None or value != value else f"{value:.3g}"
 
 
 def table3_block(root) -> str:
@@ -126,12 +144,12 @@ def table3_block(root) -> str:
         "each curve fitted at its own best for that measure; a verdict needs the interval of the "
         "difference to exclude 0.",
         "",
-        "| set | dataset | network | labels | inputs | n | formula r | paper-range r "
+        "| set | dataset | network | labels | inputs | recipe | n | formula r | paper-range r "
         "| best null by r | Δr | verdict (r) | formula log-RMSE | best null by log-RMSE "
-        "| Δlog-RMSE | verdict (log-RMSE) |",
-        "|---" * 15 + "|",
+        "| Δlog-RMSE | verdict (log-RMSE) | median τ̂ |",
+        "|---" * 17 + "|",
     ]
-    sets = [(name, root / name / "table3.csv") for name in ("default", "extended")]
+    sets = [(name, root / name / "table3.csv") for name in TRAINED_SETS]
     sets += [("pretrained", path) for path in sorted((root / "pretrained").glob("k*_table3.csv"))]
     for name, path in sets:
         table = _read_table(path)
@@ -142,14 +160,15 @@ def table3_block(root) -> str:
             lines.append(
                 f"| {name} | {row.get('dataset', '—')} | {row['network']} | "
                 f"{row.get('labels', '—')} | "
-                f"{row.get('inputs', '—')} | {row['n']} | {_cell(row, 'formula')} | "
+                f"{row.get('inputs', '—')} | {_recipe(row)} | {row['n']} | "
+                f"{_cell(row, 'formula')} | "
                 f"{_cell(row, 'paper')} | "
                 f"{_family(row.get('best_null'))} {_cell(row, 'best_null')} | "
                 f"{_cell(row, 'delta_r')} | {row.get('verdict_r', '—')} | "
                 f"{_cell(row, 'formula_log_rmse')} | "
                 f"{_family(by_log)} {_cell(row, 'best_null_log_rmse')} | "
                 f"{_cell(row, 'delta_log_rmse')} | {row.get('verdict_log_rmse', '—')}"
-                f"{_bound_note(row)} |"
+                f"{_bound_note(row)} | {_tau(row)} |"
             )
     return "\n".join(lines + ["", end])
 

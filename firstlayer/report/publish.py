@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from firstlayer.report.clock_blocks import clock_block
 from firstlayer.report.markdown import (
     findings_block,
     heldout_block,
@@ -34,7 +35,7 @@ from firstlayer.report.schema_doc import reference_block
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-RESULT_SETS = ("default", "extended")
+RESULT_SETS = ("default", "extended", "regime", "paper-core")
 
 
 def _sha256(path: Path) -> str:
@@ -74,6 +75,7 @@ def generated_blocks(docs=DOCS) -> dict[str, list[tuple[str, str]]]:
     results.append(("paper", paper_block(docs / "results")))
     results.append(("table3", table3_block(docs / "results")))
     results.append(("heldout", heldout_block(docs / "results")))
+    results.append(("clock", clock_block(docs / "results")))
     return {
         "configuration.md": [("config-reference", reference_block())],
         "results.md": results,

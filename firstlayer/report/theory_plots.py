@@ -176,3 +176,60 @@ def filters(banks: dict, title: str, *paths) -> None:
             panel.suptitle(name, fontsize=8)
         fig.suptitle(title, fontsize=8, y=1.02)
         save(fig, *paths)
+
+
+def clock_figure(records: pd.DataFrame, slopes: pd.DataFrame, *paths) -> None:
+    """The clock test: the formula's fitted tau (by r; fits at a bound of the range left out)
+    against each clock, one panel per system, group and clock, one colour per learning rate
+    (points: seeds; line: their median), a slope-1 guide, and the pooled slopes in the title."""
+    from firstlayer.theory.clock import CLOCKS, GROUP_COLUMNS
+
+    key = [column for column in GROUP_COLUMNS if column in records]
+    usable = records[~records["formula_tau_at_bound"].astype(bool)]
+    panels = []
+    for group, frame in usable.groupby(key, sort=False):
+        for clock in CLOCKS:
+            column = f"clock_{clock}"
+            if column in frame and frame[column].notna().any():
+                panels.append((dict(zip(key, group)), clock, frame))
+    columns = min(3, max(1, len(panels)))
+    rows = max(1, -(-len(panels) // columns))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False)
+        for ax in axes.flat[len(panels) :]:
+            ax.set_axis_off()
+        for ax, (group, clock, frame) in zip(axes.flat, panels):
+            column = f"clock_{clock}"
+            lrs = sorted(frame["lr"].unique())
+            colours = sns.color_palette("viridis", len(lrs))
+            for lr, colour in zip(lrs, colours):
+                mine = frame[frame["lr"] == lr].sort_values(column)
+                ax.scatter(mine[column], mine["formula_tau"], s=5, color=colour, alpha=0.5)
+                median = mine.groupby("step")[[column, "formula_tau"]].median()
+                ax.plot(median[column], median["formula_tau"], color=colour, label=f"lr {lr:g}")
+            x = frame[column].to_numpy()
+            middle = np.exp(np.mean(np.log(x))), np.exp(np.mean(np.log(frame["formula_tau"])))
+            guide = np.geomspace(x.min(), x.max(), 2)
+            ax.plot(guide, middle[1] * guide / middle[0], "k:", linewidth=0.8, label="slope 1")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(CLOCKS[clock])
+            ax.set_ylabel("fitted τ of the formula")
+            title = f"{group.get('system', '')}: {group.get('labels', '')} labels"
+            if group.get("inputs", "none") != "none":
+                title += f", {group['inputs']}"
+            pooled = slopes[
+                (slopes["clock"] == clock)
+                & (slopes["tau_fit"] == "formula_tau")
+                & (slopes["scope"] == "pooled")
+            ]
+            for column_name, value in group.items():
+                if column_name in pooled:
+                    pooled = pooled[pooled[column_name] == value]
+            if len(pooled) and pooled["n"].iloc[0] > 0:
+                row = pooled.iloc[0]
+                title += f"\na = {row['a_mean']:.2f}, b = {row['b_mean']:.2f} (n = {row['n']})"
+            ax.set_title(title, fontsize=8)
+            ax.legend(fontsize=6, frameon=False)
+        fig.tight_layout()
+        save(fig, *paths)

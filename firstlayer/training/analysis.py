@@ -225,7 +225,7 @@ def profile_runs(run_paths, stats_paths) -> tuple[pd.DataFrame, pd.DataFrame]:
         profiles.append(run_profiles(name, run, stats[run.spec.dataset]))
         frame = pd.DataFrame(run.metrics)
         for key, value in run.spec.as_dict().items():
-            frame[key] = value
+            frame[key] = str(value) if isinstance(value, list) else value  # one cell
         frame.insert(0, "run", name)
         metrics.append(frame)
     print(f"profiled {len(profiles)} runs")

@@ -1,0 +1,111 @@
+"""The grid without Snakemake (firstlayer.training.standalone), at toy size on the CPU: the
+workflow's own run names and files, tables after every run, the time limit, the archive, and
+the workflow taking the runs as its own."""
+
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pandas as pd
+import yaml
+from conftest import ROOT, smooth_images
+
+from firstlayer.common.config import validate_config
+from firstlayer.common.targets import Plan
+from firstlayer.training.run import read_run
+from firstlayer.training.standalone import archive, main, plan, run_grid
+
+CONFIG = """
+publish: toycore
+datasets:
+  toy: {source: npz, path: toy.npz, test_images: xt, test_labels: yt}
+patches: {datasets: [toy], k: [3], n_images: 40, chunk_images: 16}
+pretrained: {dataset: toy, models: {}}
+theory: {linear_cnn: {runs: 4, steps: [10], synthetic_images: 40, tiles: 3}, whitening: {k: 3, images: 10, random_banks: 2, max_distance: 4}, clock: {seeds: 2, runs: 8, x: [0.6, 3, 12]}}
+training: {epochs: 2, n_train: 48, n_test: 9, batch_size: 16, lr: 0.05, record_lr_steps: [0.1, 0.2]}
+experiments:
+  labels_true: {datasets: [toy], first_widths: [8], widths: [0.0625], seeds: [0, 1]}
+  labels_random: {datasets: [toy], first_widths: [8], widths: [0.0625], labels: [random], settings: {epochs: 3}}
+"""
+
+
+def workdir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    images = smooth_images(60, 16, 16, 3)
+    np.savez(path / "toy.npz", x=images, y=np.arange(60) % 3, xt=images[:10], yt=np.arange(10) % 3)
+    (path / "config.yaml").write_text(CONFIG)
+    return path
+
+
+def test_standalone_grid_matches_the_workflow_and_resumes(tmp_path, monkeypatch):
+    import torch
+
+    torch.set_num_threads(1)
+    work = workdir(tmp_path / "work")
+    monkeypatch.chdir(work)  # the npz path in the config is relative, as a user's would be
+    config = yaml.safe_load(CONFIG)
+    names = list(plan(config))
+    validate_config(config, ROOT / "config" / "schema.yaml")
+    assert names == list(Plan(config).grid)  # the workflow's names, in grid order
+    lines = []
+    out = tmp_path / "out"
+    summary = run_grid("config.yaml", {"toy": "toy.npz"}, out, device="cpu", log=lines.append)
+    assert summary["done"] == names and summary["skipped"] == []
+    for name in names:
+        run = read_run(out / "results" / "runs" / f"{name}.h5")
+        assert run.spec == plan(config)[name] and run.normalised_clock is not None
+    tables = out / "results" / "tables" / "training"
+    assert pd.read_csv(tables / "profiles.csv")["run"].nunique() == 3
+    across = pd.read_csv(tables / "tables.csv").set_index("comparison")
+    assert across.loc["true vs random labels", "n"] == 2
+    # a second call finds every run done and trains nothing
+    again = run_grid("config.yaml", {"toy": "toy.npz"}, out, device="cpu", log=lines.append)
+    assert again["done"] == names and not any("training" in line for line in lines[-3:])
+    packed = archive(out, tmp_path / "core.tar.gz")
+    with tarfile.open(packed) as tar:
+        members = set(tar.getnames())
+    assert {f"results/runs/{name}.h5" for name in names} <= members
+    assert "results/tables/training/tables.csv" in members and "standalone.json" in members
+
+
+def test_time_limit_skips_runs_that_would_pass_it(tmp_path, monkeypatch, capsys):
+    work = workdir(tmp_path / "work")
+    monkeypatch.chdir(work)
+    code = main(
+        ["config.yaml", "--data", "toy=toy.npz", "--out", str(tmp_path / "out"), "--device", "cpu",
+         "--time-limit", "0.001"]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    # the first run has no throughput to judge by and trains; the others would pass the limit
+    assert "1 runs done, 2 skipped" in printed and printed.count("skipping") == 2
+    assert main(["config.yaml", "--data", "other=x.npz", "--out", str(tmp_path / "o2")]) == 1
+    assert (
+        "dataset 'toy' of the grid has no --data toy=PATH; given: other" in capsys.readouterr().out
+    )
+
+
+def test_the_workflow_takes_the_runs_as_its_own(tmp_path):
+    """Run files made without Snakemake, put in a workflow folder and touched, are not
+    trained again: the dry run plans the analyses and no `train` job."""
+    work = workdir(tmp_path / "work")
+    out = tmp_path / "device"
+    run_grid(work / "config.yaml", {"toy": str(work / "toy.npz")}, out, device="cpu", log=print)
+    snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+    common = ["--directory", str(work), "--configfile", "config.yaml", "--cores", "1"]
+    subprocess.run([*snakemake, *common, "resources/datasets/toy.h5"], check=True, cwd=work)
+    shutil.copytree(out / "results" / "runs", work / "results" / "runs")
+    runs = sorted(str(p.relative_to(work)) for p in (work / "results" / "runs").glob("*.h5"))
+    assert len(runs) == 3
+    subprocess.run([*snakemake, *common, "--touch", *runs], check=True, cwd=work)
+    plan_text = subprocess.run(
+        [*snakemake, *common, "-n"], check=True, cwd=work, capture_output=True, text=True
+    ).stdout
+    jobs = {
+        line.split()[0]
+        for line in plan_text.split("Job stats:")[1].splitlines()[3:]
+        if line.strip()
+    }
+    assert "train" not in jobs and {"training_profiles", "formula_fits", "clock"} <= jobs
