@@ -86,7 +86,7 @@ def test_string_overrides_are_coerced(config):
         ),
         (
             {"patchez": {}},
-            "unknown key 'patchez' in (top level); allowed keys: datasets, experiments, patches, pretrained, publish, theory, training",
+            "unknown key 'patchez' in (top level); allowed keys: datasets, experiments, patches, pretrained, publish, rehearsal, theory, training",
         ),
         (
             {"patches__datasets": ["cifar"]},
