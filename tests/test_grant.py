@@ -91,7 +91,8 @@ def test_the_record_is_written_before_the_job_stops(tmp_path):
     assert str(error.value) == (
         "GPU grant: asked for 1 GPU(s) (gpu=1), SLURM granted 1 (SLURM_GPUS_ON_NODE=1), but torch "
         f"sees 0 (torch {__import__('torch').__version__}, CUDA build "
-        f"{__import__('torch').version.cuda}, CUDA_VISIBLE_DEVICES=None); no training started"
+        f"{__import__('torch').version.cuda}, CUDA_VISIBLE_DEVICES=None); no training started "
+        "(FIRSTLAYER_CHECK_GRANT=0 skips this check)"
     )
     assert '"problem": "asked for 1 GPU(s)' in out.read_text()
 
@@ -154,7 +155,7 @@ def test_a_mismatch_stops_the_run_with_one_line_before_any_training(tmp_path):
     assert line.startswith(
         "error: GPU grant: asked for 1 GPU(s) (gpu=1), SLURM granted 1 (SLURM_GPUS_ON_NODE=1), but "
         "torch sees 0 (torch "
-    ) and line.endswith("; no training started")
+    ) and line.endswith("; no training started (FIRSTLAYER_CHECK_GRANT=0 skips this check)")
     assert not (workdir / "results" / "runs").exists()
 
 

@@ -163,5 +163,8 @@ def run_check(resources: dict, out_path, environ=None, cuda=None) -> dict:
     out_path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     print(f"wrote {out_path}: {len(record['devices'])} device(s) for {record['request']['asked']}")
     if record["problem"]:
-        raise GrantError(f"GPU grant: {record['problem']}; no training started")
+        raise GrantError(
+            f"GPU grant: {record['problem']}; no training started (FIRSTLAYER_CHECK_GRANT=0 "
+            f"skips this check)"
+        )
     return record
