@@ -7,7 +7,7 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
-from conftest import ROOT, SNAKEMAKE, grid_workdir
+from conftest import ROOT, SNAKEMAKE
 
 from firstlayer.training.grant import GrantError, check_grant, requested, run_check, supported
 
@@ -146,39 +146,38 @@ def grant_run(workdir, *args, fake=None, monkeypatch=None):
     )  # fmt: skip
 
 
-def test_a_mismatch_stops_the_run_with_one_line_before_any_training(tmp_path):
-    workdir = grid_workdir(tmp_path / "grid")
-    result = grant_run(workdir, "results/tables/training/profiles.csv")  # torch sees no GPU
-    assert result.returncode != 0
-    output = result.stdout.splitlines() + result.stderr.splitlines()
+def test_a_mismatch_stops_the_run_before_training_and_a_match_retrains_nothing_else(
+    local_grid_run, tmp_path
+):
+    """On a finished grid with one run file gone: torch seeing no GPU stops the run with one
+    line before that run trains; with the GPU faked as granted the check passes, records the
+    device, and only that run trains (the check is no input of `train`: nothing else reruns).
+    A grid with nothing to train starts no check."""
+    workdir = tmp_path / "grid"
+    shutil.copytree(local_grid_run, workdir, symlinks=True)
+    fake = '[{"name": "NVIDIA H100", "major": 9, "minor": 0, "uuid": "GPU-1"}]'
+    nothing = grant_run(workdir, "all", "-n", fake=fake)
+    assert "Nothing to be done" in nothing.stdout + nothing.stderr
+    runs = sorted((workdir / "results" / "runs").glob("*.h5"))
+    runs[0].unlink()
+    target = f"results/runs/{runs[0].name}"
+    failed = grant_run(workdir, target)  # this CPU machine: torch sees no GPU
+    assert failed.returncode != 0
+    output = failed.stdout.splitlines() + failed.stderr.splitlines()
     line = next(text for text in output if text.startswith("error: GPU grant"))
     assert line.startswith(
         "error: GPU grant: asked for 1 GPU(s) (gpu=1), SLURM granted 1 (SLURM_GPUS_ON_NODE=1), but "
         "torch sees 0 (torch "
     ) and line.endswith("; no training started (FIRSTLAYER_CHECK_GRANT=0 skips this check)")
-    assert not (workdir / "results" / "runs").exists()
-
-
-def test_the_check_gates_only_runs_yet_to_train_and_retrains_nothing(local_grid_run, tmp_path):
-    """On a finished grid the check changes no run's inputs: with one run file gone, the plan is
-    the check, that run and what reads it; with the GPU faked as granted the check passes and
-    records the device."""
-    workdir = tmp_path / "grid"
-    shutil.copytree(local_grid_run, workdir, symlinks=True)
-    runs = sorted((workdir / "results" / "runs").glob("*.h5"))
-    runs[0].unlink()
-    fake = '[{"name": "NVIDIA H100", "major": 9, "minor": 0, "uuid": "GPU-1"}]'
+    assert not runs[0].exists() and "rule train:" not in failed.stdout
     dry = grant_run(workdir, "all", "-n", fake=fake)
     assert dry.returncode == 0, dry.stderr[-3000:]
     stats = dry.stdout.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]
-    planned = [row.split()[0] for row in stats]
-    assert "gpu_grant" in planned
-    assert dry.stdout.count(f"wildcards: run={runs[0].stem}") == 2  # train and its filters figure
+    planned = dict(row.split() for row in stats)
+    assert planned["gpu_grant"] == "1" and planned["train"] == "1"
     for other in runs[1:]:
-        assert f"run={other.stem}\n" not in dry.stdout
-    nothing = grant_run(local_grid_run, "all", "-n", fake=fake)  # nothing to train: no check
-    assert "Nothing to be done" in nothing.stdout + nothing.stderr
-    result = grant_run(workdir, f"results/runs/{runs[0].name}", fake=fake)
+        assert f"wildcards: run={other.stem}\n" not in dry.stdout
+    result = grant_run(workdir, target, fake=fake)
     assert result.returncode == 0, result.stderr[-3000:]
     record = next((workdir / "results" / "cluster" / "gpu_grant").glob("*.json")).read_text()
     assert '"name": "NVIDIA H100"' in record and '"problem": null' in record
