@@ -9,6 +9,7 @@ import tarfile
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from conftest import ROOT, smooth_images
 
@@ -39,19 +40,28 @@ def workdir(path):
     return path
 
 
-def test_standalone_grid_matches_the_workflow_and_resumes(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The toy grid trained once without Snakemake: (work folder, output folder, log lines)."""
     import torch
 
     torch.set_num_threads(1)
-    work = workdir(tmp_path / "work")
-    monkeypatch.chdir(work)  # the npz path in the config is relative, as a user's would be
+    root = tmp_path_factory.mktemp("standalone")
+    work = workdir(root / "work")
+    lines = []
+    summary = run_grid(
+        work / "config.yaml", {"toy": str(work / "toy.npz")}, root / "out", "cpu", log=lines.append
+    )
+    return work, root / "out", summary, lines
+
+
+def test_standalone_grid_matches_the_workflow_and_resumes(trained, tmp_path, monkeypatch):
+    work, out, summary, lines = trained
+    monkeypatch.chdir(work)  # the config names its npz relative to the folder it runs in
     config = yaml.safe_load(CONFIG)
     names = list(plan(config))
     validate_config(config, ROOT / "config" / "schema.yaml")
     assert names == list(Plan(config).grid)  # the workflow's names, in grid order
-    lines = []
-    out = tmp_path / "out"
-    summary = run_grid("config.yaml", {"toy": "toy.npz"}, out, device="cpu", log=lines.append)
     assert summary["done"] == names and summary["skipped"] == []
     for name in names:
         run = read_run(out / "results" / "runs" / f"{name}.h5")
@@ -61,8 +71,8 @@ def test_standalone_grid_matches_the_workflow_and_resumes(tmp_path, monkeypatch)
     across = pd.read_csv(tables / "tables.csv").set_index("comparison")
     assert across.loc["true vs random labels", "n"] == 2
     # a second call finds every run done and trains nothing
-    again = run_grid("config.yaml", {"toy": "toy.npz"}, out, device="cpu", log=lines.append)
-    assert again["done"] == names and not any("training" in line for line in lines[-3:])
+    again = run_grid(work / "config.yaml", {"toy": str(work / "toy.npz")}, out, "cpu", print)
+    assert again["done"] == names and not any(line.startswith("training") for line in lines[-3:])
     packed = archive(out, tmp_path / "core.tar.gz")
     with tarfile.open(packed) as tar:
         members = set(tar.getnames())
@@ -87,12 +97,10 @@ def test_time_limit_skips_runs_that_would_pass_it(tmp_path, monkeypatch, capsys)
     )
 
 
-def test_the_workflow_takes_the_runs_as_its_own(tmp_path):
+def test_the_workflow_takes_the_runs_as_its_own(trained):
     """Run files made without Snakemake, put in a workflow folder and touched, are not
     trained again: the dry run plans the analyses and no `train` job."""
-    work = workdir(tmp_path / "work")
-    out = tmp_path / "device"
-    run_grid(work / "config.yaml", {"toy": str(work / "toy.npz")}, out, device="cpu", log=print)
+    work, out, _, _ = trained
     snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
     common = ["--directory", str(work), "--configfile", "config.yaml", "--cores", "1"]
     subprocess.run([*snakemake, *common, "resources/datasets/toy.h5"], check=True, cwd=work)

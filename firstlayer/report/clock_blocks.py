@@ -147,11 +147,22 @@ def drift_block(root, sets=CLOCK_SETS) -> list[str]:
     return lines
 
 
+def _taus(row, column: str) -> str:
+    """'a / b' fitted taus, a tau at a bound of its range starred."""
+
+    def one(side):
+        bound = bool(row.get(f"{column}_at_bound_{side}", False))
+        return f"{row[f'{column}_{side}']:.3g}" + ("*" if bound else "")
+
+    return f"{one('a')} / {one('b')}"
+
+
 def twins_block(root, sets=CLOCK_SETS) -> list[str]:
     """Runs of one seed at two learning rates at their largest common lr x step value."""
     lines = [
         "Runs of one seed at two learning rates, compared at the largest lr × step both "
-        "recorded: profile correlation and each run's fitted τ (single runs: no interval).",
+        "recorded: profile correlation and each run's fitted τ (single runs: no interval; * a τ "
+        "at a bound of its range, where the formula is λ^±1).",
         "",
         "| set | labels | seed | lr × step | lr_a (steps) | lr_b (steps) | r(profiles) | τ̂ by r, "
         "a / b | τ̂ by log-RMSE, a / b |",
@@ -170,9 +181,8 @@ def twins_block(root, sets=CLOCK_SETS) -> list[str]:
             lines.append(
                 f"| {name} | {_group(row)} | {row['seed']} | {row['lr_steps']:g} | "
                 f"{row['lr_a']:g} ({row['step_a']}) | {row['lr_b']:g} ({row['step_b']}) | "
-                f"{row['correlation']:.3f} | "
-                f"{row['formula_tau_a']:.3g} / {row['formula_tau_b']:.3g} | "
-                f"{row['formula_log_tau_a']:.3g} / {row['formula_log_tau_b']:.3g} |"
+                f"{row['correlation']:.3f} | {_taus(row, 'formula_tau')} | "
+                f"{_taus(row, 'formula_log_tau')} |"
             )
     return lines
 

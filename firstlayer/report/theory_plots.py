@@ -206,7 +206,7 @@ def clock_figure(records: pd.DataFrame, slopes: pd.DataFrame, *paths) -> None:
                 mine = frame[frame["lr"] == lr].sort_values(column)
                 ax.scatter(mine[column], mine["formula_tau"], s=5, color=colour, alpha=0.5)
                 median = mine.groupby("step")[[column, "formula_tau"]].median()
-                ax.plot(median[column], median["formula_tau"], color=colour, label=f"lr {lr:g}")
+                ax.plot(median[column], median["formula_tau"], color=colour, label=f"lr {lr:.3g}")
             x = frame[column].to_numpy()
             middle = np.exp(np.mean(np.log(x))), np.exp(np.mean(np.log(frame["formula_tau"])))
             guide = np.geomspace(x.min(), x.max(), 2)

@@ -199,7 +199,7 @@ def slopes(records: pd.DataFrame) -> pd.DataFrame:
     for group, frame in records.groupby(key, sort=True):
         group = dict(zip(key, group if isinstance(group, tuple) else (group,)))
         lrs = sorted(frame["lr"].unique())
-        scopes = ([("pooled", None)] if len(lrs) > 1 else []) + [(f"lr {lr:g}", lr) for lr in lrs]
+        scopes = ([("pooled", None)] if len(lrs) > 1 else []) + [(f"lr {lr:.3g}", lr) for lr in lrs]
         for clock in CLOCKS:
             if f"clock_{clock}" not in frame or frame[f"clock_{clock}"].isna().all():
                 continue
@@ -237,7 +237,7 @@ def slopes(records: pd.DataFrame) -> pd.DataFrame:
                         "clock": clock,
                         "tau_fit": tau_column,
                         "scope": scope,
-                        "learning_rates": " ".join(f"{lr:g}" for lr in lrs),
+                        "learning_rates": " ".join(f"{lr:.3g}" for lr in lrs),
                         "predicted_a": PREDICTED[clock][0],
                         "predicted_b": PREDICTED[clock][1] if only is None else float("nan"),
                         "records": used,
@@ -275,7 +275,8 @@ def collapse(trajectories, basis: dict, points: int = 6) -> pd.DataFrame:
     row, pairs of seeds with a jackknife over runs):
 
     - `equal clock`: the two learning rates at the same clock value (same seed);
-    - `equal step`: the same two runs at steps both recorded (their lr x step a ratio apart);
+    - `equal step`: the same two runs at the steps both recorded (their lr x step a ratio
+      apart), from the slower run's first grid value of lr x step on;
     - `equal lr, clock x ratio`: the run at lr_a against itself at clocks a ratio apart;
     - `seeds, equal lr and clock`: two seeds at lr_a, same clock (the noise ceiling)."""
     rows = []
@@ -309,7 +310,10 @@ def collapse(trajectories, basis: dict, points: int = 6) -> pd.DataFrame:
                                 ]
                             )
                         )
-                    shared = sorted(set(a.steps[1:]) & set(b.steps[1:]))
+                    # steps both recorded from the slower run's first clock value on, where both
+                    # are as far into training as the equal-clock comparison looks
+                    floor = min(a.grid) / a.lr * (1 - 1e-9) if a.grid else 1
+                    shared = sorted(s for s in set(a.steps) & set(b.steps) if s >= floor)
                     if shared:
                         index_a = {step: i for i, step in enumerate(a.steps)}
                         index_b = {step: i for i, step in enumerate(b.steps)}
@@ -434,7 +438,13 @@ def twins(trajectories, records: pd.DataFrame, basis: dict) -> pd.DataFrame:
                         **{
                             f"{column}_{side}": float(frame[column])
                             for side, frame in (("a", fa), ("b", fb))
-                            for column in ("formula_tau", "formula_log_tau", "formula_correlation")
+                            for column in (
+                                "formula_tau",
+                                "formula_tau_at_bound",
+                                "formula_log_tau",
+                                "formula_log_tau_at_bound",
+                                "formula_correlation",
+                            )
                         },
                     }
                 )
