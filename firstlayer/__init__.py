@@ -25,14 +25,17 @@ One room per workflow stage, named like its rule file (`rules/<stage>.smk` calls
               and input transforms), run (one resumable training run), analysis (profiles along
               training, Tables 1 and 2), estimate (compute and requests of a grid), calibrate
               (images/s of every network of a grid on this device), grant (the GPU grant check
-              before a cluster run trains)
+              before a cluster run trains), standalone (a config's grid trained without
+              Snakemake)
   theory/     formula (the linear-CNN formula and its fit), nulls (null families, the paper's
               tau range, intervals and verdicts), linear_cnn (the exact linear CNN), fits
               (Table 3), label_stats (Fig. 5), whitening (Fig. 6), manipulations (Figs. 8, 17,
-              18 and the held-out rescaling prediction)
+              18 and the held-out rescaling prediction), clock (tau along runs of several
+              learning rates at equal lr x step)
   report/     plots, theory_plots (one function per figure), training_figures (the training
               figures by name), publish (committed results and the docs' generated blocks:
-              markdown, paper, schema_doc), rehearsal (the check after a rehearsal)
+              markdown, paper, schema_doc, clock_blocks), rehearsal (the check after a
+              rehearsal)
 """
 
 __version__ = "0.1.0"
