@@ -24,6 +24,9 @@ class FakeCuda:
     def is_available(self):
         return bool(self.gpus)
 
+    def get_arch_list(self):
+        return ARCHES
+
     def device_count(self):
         return len(self.gpus)
 

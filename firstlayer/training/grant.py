@@ -155,7 +155,7 @@ def run_check(resources: dict, out_path, environ=None, cuda=None) -> dict:
 
     environ = os.environ if environ is None else environ
     cuda = torch.cuda if cuda is None else cuda
-    arch_list = cuda.get_arch_list() if cuda.is_available() else []
+    arch_list = cuda.get_arch_list()  # the build's kernels, known with or without a GPU
     versions = {"torch": torch.__version__, "cuda": torch.version.cuda}
     record = check_grant(resources, environ, cuda, arch_list, versions)
     out_path = Path(out_path)
