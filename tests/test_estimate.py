@@ -229,7 +229,7 @@ def test_calibrate_times_every_network_of_the_grid_with_the_real_trainer(tmp_pat
     content = json.loads((workdir / "resources" / "calibration.json").read_text())
     tiny = "vgg11 f8 w0.0625 3x32x32 b16 float32"  # an npz dataset is costed as CIFAR-10
     assert set(content["rates"]) == {REFERENCE_KEY, tiny}
-    assert content["device_type"] == "cpu" and content["steps"] == 3
+    assert content["device_type"] == "cpu" and content["steps"] == 2
     assert all(rate > 0 for rate in content["rates"].values())
     monkeypatch.chdir(workdir)
     monkeypatch.delenv(RATE_VARIABLE, raising=False)

@@ -37,7 +37,7 @@ from firstlayer.training.run import train_epoch
 
 STEPS = 20  # timed steps per network on a GPU
 WARMUP = 3  # untimed steps before them (cuDNN autotuning)
-CPU_STEPS = 3  # on a CPU, steps are slow and steady: fewer suffice
+CPU_STEPS = 2  # on a CPU, steps are slow and steady: fewer suffice
 CPU_WARMUP = 1
 
 
