@@ -4,7 +4,10 @@
 # per figure (fig_*).
 from snakemake.utils import min_version
 
-min_version("9.0")
+# 9.20: a profile's `runtime` (profiles/slurm, `default-resources`) is read as minutes again;
+# 9.16.3 to 9.19 read it as seconds (snakemake issue #4039, fixed by #4053 in 9.20.0), which
+# would cut every job's time limit sixty-fold. pyproject.toml pins the same floor.
+min_version("9.20")
 
 
 # config/config.yaml is the default; config files named with --configfile (complete, like
@@ -29,7 +32,7 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        PLAN.default_targets(),
+        PLAN.default_targets() + ([rehearsal.CHECK] if REHEARSAL else []),
 
 
 # On a cluster these run where Snakemake runs: downloads need the internet (often only on the
@@ -39,6 +42,7 @@ localrules:
     theory,
     pretrained,
     dataset,
+    synthetic_dataset,
     first_layer,
     plot_patch_spectrum,
     plot_patch_components,

@@ -1,24 +1,49 @@
 # Configuration check (first, before anything else runs), wildcard constraints, and the plan:
 # the grid and every target list come from firstlayer.common (torch-free), these are one-liners.
+import os
 import sys
+import time
 from pathlib import Path
 
-from firstlayer.common.config import apply_command_line_datasets, validate_config
+from firstlayer.common import rehearsal
+from firstlayer.common.cost import CALIBRATION
+from firstlayer.common.config import ConfigError, apply_dataset_overrides, read_layers
+from firstlayer.common.config import validate_config
 from firstlayer.common.provenance import canonical, code_digest, file_sha256
 from firstlayer.common.targets import FIGURE_FORMATS, Plan, figures
 from firstlayer.errors import InputError
 
 try:
-    # --config datasets given with another source replace the file's source-specific keys
-    apply_command_line_datasets(config, workflow.config_settings.config)
+    # a later config file or --config giving a dataset another source replaces the keys of the
+    # earlier entry that this source does not read
+    apply_dataset_overrides(
+        config, read_layers(workflow.configfiles, workflow.config_settings.config)
+    )
     validate_config(
         config, Path(workflow.basedir) / "config" / "schema.yaml", files=workflow.configfiles
     )
+    REHEARSAL, REAL_SIGNATURE = config["rehearsal"], None
+    if REHEARSAL:  # the same grid at toy size (firstlayer.common.rehearsal)
+        REAL_SIGNATURE = rehearsal.plan_signature(Plan(config))
+        if workflow.overwrite_workdir is not None and not workflow.remote_exec:
+            raise ConfigError(
+                f"config error: rehearsal = True works in {rehearsal.FOLDER}/ below the "
+                f"working directory, apart from a real grid's files, and --directory "
+                f"{workflow.overwrite_workdir} would replace that; allowed: run it from the "
+                f"folder it belongs under, without --directory"
+            )
+        staged = rehearsal.rehearsal_config(config)
+        config.clear()
+        config.update(staged)
     PLAN = Plan(config)
 except InputError as error:
     # One line for the user, no traceback: a config mistake is not a crash.
     print(error, file=sys.stderr)
     sys.exit(1)
+
+if REHEARSAL:
+
+    workdir: rehearsal.FOLDER
 
 
 wildcard_constraints:
@@ -26,6 +51,7 @@ wildcard_constraints:
     k=r"[1-9][0-9]*",
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    stamp=r"[0-9]{8}T[0-9]{6}",
 
 
 # Software of every job under --software-deployment-method conda (the pins of pyproject.toml).
@@ -38,11 +64,14 @@ PRETRAINED = config["pretrained"]
 THEORY = config["theory"]
 
 
-def parent_dataset(wildcards):
-    """A subset dataset is built from its parent's file; other sources need no input."""
+def dataset_inputs(wildcards):
+    """A subset dataset is built from its parent's file; in a rehearsal a torchvision dataset
+    from its synthetic copy; other sources need no input."""
     spec = config["datasets"].get(wildcards.dataset, {})
     if spec.get("source") == "subset":
         return {"parent": f"resources/datasets/{spec['of']}.h5"}
+    if REHEARSAL and wildcards.dataset in rehearsal.synthetic_datasets(config):
+        return {"synthetic": f"resources/synthetic/{wildcards.dataset}"}
     return {}
 
 
@@ -51,7 +80,32 @@ def group_layers(wildcards):
 
 
 def run_dataset(wildcards):
+    if GRANT_STAMP is not None and not os.path.exists(f"results/runs/{wildcards.run}.h5"):
+        # a run yet to be trained waits for this invocation's GPU grant check; the check's file
+        # is not an input of the job (Snakemake re-evaluates it once the checkpoint is done), so
+        # a run's inputs, and the `input` rerun trigger, are the same with and without the check
+        checkpoints.gpu_grant.get(stamp=GRANT_STAMP)
     return f"resources/datasets/{PLAN.spec(wildcards.run).dataset}.h5"
+
+
+# What a train job asks for in GPUs (the profile's set-resources), which the GPU grant check asks
+# for too: with its partition and account, so that it lands where the trainings will.
+GRANT_RESOURCES = {
+    key: getattr(value, "value", value)
+    for key, value in workflow.resource_settings.overwrite_resources.get("train", {}).items()
+    if key in ("gpu", "gpus", "gres", "gpu_model", "gpu_manufacturer", "cpus_per_gpu")
+    or key.startswith("slurm_")
+}
+# The check runs once per invocation of the Snakemake that starts a run whose trainings ask for
+# GPUs (a GPU profile's set-resources), before the first of them; not in a cluster job's own
+# Snakemake. FIRSTLAYER_CHECK_GRANT=0 turns it off.
+GRANT_STAMP = (
+    time.strftime("%Y%m%dT%H%M%S")
+    if {"gpu", "gpus", "gres"} & set(GRANT_RESOURCES)
+    and not workflow.remote_exec
+    and os.environ.get("FIRSTLAYER_CHECK_GRANT", "1") != "0"
+    else None
+)
 
 
 # The train job's cluster request and batch (firstlayer.common.cost; docs/cluster.md).

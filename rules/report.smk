@@ -43,3 +43,29 @@ rule publish_pretrained:
         files=PUBLISHED_PRETRAINED,
     script:
         "../scripts/publish.py"
+
+
+rule rehearsal_check:
+    """Rehearsal: every figure and table the grid promises exists, Tables 1-3 have each row the
+    grid feeds with a finite value and its n, and the plan matches the real grid's."""
+    input:
+        files=PLAN.default_targets() + list(PUBLISHED),
+        tables="results/tables/training/tables.csv",
+        table3="results/tables/theory/table3.csv",
+    output:
+        rehearsal.CHECK,
+    log:
+        "logs/rehearsal_check.log",
+    localrule: True
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+    params:
+        code=code("rehearsal_check.py"),
+        files=lambda wc, input: sorted(set(input.files)),
+        expected=lambda wc: rehearsal.expected_tables(PLAN),
+        real=lambda wc: REAL_SIGNATURE,
+        rehearsal=lambda wc: rehearsal.plan_signature(PLAN),
+    script:
+        "../scripts/rehearsal_check.py"

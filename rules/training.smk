@@ -129,3 +129,48 @@ rule fig_heatmap:
 rule fig_tables:
     input:
         figures("results/figures/training/tables"),
+
+
+checkpoint gpu_grant:
+    """First job of a cluster run that trains on GPUs: asks for the GPUs a train job asks for,
+    records what torch sees (count, names, compute capability) and stops the run's training
+    with one line if that differs from the request (firstlayer.training.grant)."""
+    output:
+        "results/cluster/gpu_grant/{stamp}.json",
+    log:
+        "logs/gpu_grant/{stamp}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **GRANT_RESOURCES,
+        mem_mb=4000,
+        runtime=10,
+    params:
+        code=code("gpu_grant.py"),
+        request=GRANT_RESOURCES,
+    script:
+        "../scripts/gpu_grant.py"
+
+
+rule calibrate:
+    """Images per second of every network the grid trains, on the device the job runs on, with
+    the real trainer: the throughput the cluster requests assume (firstlayer.training.calibrate,
+    firstlayer.common.cost)."""
+    output:
+        CALIBRATION,
+    log:
+        "logs/calibrate.log",
+    benchmark:
+        "benchmarks/calibrate.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        code=code("calibrate.py"),
+        networks=PLAN.networks(),
+    script:
+        "../scripts/calibrate.py"

@@ -14,5 +14,6 @@ with job(snakemake.log[0]):
         snakemake.params.download_root,
         progress=lambda n: print(f"  read {n} images", flush=True),
         parent_path=snakemake.input.get("parent"),
+        synthetic=snakemake.input.get("synthetic"),
     )
     print(f"wrote {snakemake.output[0]}")

@@ -86,7 +86,7 @@ def test_string_overrides_are_coerced(config):
         ),
         (
             {"patchez": {}},
-            "unknown key 'patchez' in (top level); allowed keys: datasets, experiments, patches, pretrained, publish, theory, training",
+            "unknown key 'patchez' in (top level); allowed keys: datasets, experiments, patches, pretrained, publish, rehearsal, theory, training",
         ),
         (
             {"patches__datasets": ["cifar"]},
@@ -285,3 +285,96 @@ def test_a_command_line_dataset_keeps_the_keys_it_gives_and_those_its_source_rea
     config = {"datasets": {"cifar10": {"source": "torchvision", "name": "CIFAR10"}}}
     apply_command_line_datasets(config, {"datasets": {"cifar10": {"archive": "a.tar.gz"}}})
     assert config["datasets"]["cifar10"] == {"source": "torchvision", "name": "CIFAR10"}
+
+
+SHIPPED = sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "schema.yaml")
+
+
+@pytest.mark.parametrize("configfile", SHIPPED)
+def test_a_site_file_after_a_shipped_config_swaps_a_dataset_source_like_the_command_line(
+    tmp_path, configfile
+):
+    """`--configfile config/X.yaml site.yaml` where site.yaml points a torchvision dataset at a
+    local ImageFolder copy ends with the entry the `--config` form gives: the torchvision-only
+    `name` is gone, the site's keys are there."""
+    from snakemake.utils import update_config
+
+    from firstlayer.common.config import apply_dataset_overrides, read_layers
+
+    base = yaml.safe_load((ROOT / "config" / configfile).read_text())
+    key = next(k for k, v in base["datasets"].items() if v["source"] == "torchvision")
+    (tmp_path / "copy.zip").write_bytes(b"")
+    site = {"datasets": {key: {"source": "imagefolder", "path": str(tmp_path / "copy.zip")}}}
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    results = []
+    for files, command_line in (
+        ([ROOT / "config" / configfile, tmp_path / "site.yaml"], {}),
+        ([ROOT / "config" / configfile], site),
+    ):
+        config = copy.deepcopy(base)
+        for layer in [yaml.safe_load(open(f)) for f in files[1:]] + [command_line]:
+            update_config(config, layer)  # how Snakemake merges them
+        apply_dataset_overrides(config, read_layers(files, command_line))
+        results.append(validate_config(config, SCHEMA))
+    assert results[0] == results[1]
+    entry = results[0]["datasets"][key]
+    assert "name" not in entry and entry["source"] == "imagefolder"
+    assert entry["path"] == str(tmp_path / "copy.zip")
+
+
+def test_a_later_layer_keeps_what_it_writes_and_drops_what_its_source_does_not_read():
+    from firstlayer.common.config import apply_dataset_overrides
+
+    merged = {"datasets": {"c": {"source": "torchvision", "name": "CIFAR10", "path": "x"}}}
+    # a first site file switched c to an imagefolder copy, a second one back to torchvision
+    layers = [{"datasets": {"c": {"source": "imagefolder", "path": "x"}}},
+              {"datasets": {"c": {"source": "torchvision", "name": "CIFAR10"}}}]  # fmt: skip
+    assert apply_dataset_overrides(merged, layers)["datasets"]["c"] == {
+        "source": "torchvision",
+        "name": "CIFAR10",
+    }
+
+
+def test_snakemake_plans_and_builds_a_dataset_swapped_by_a_site_file_as_by_the_command_line(
+    tmp_path,
+):
+    """A site file that points the shipped paper grid's cifar10 at a local copy plans, and on
+    a tiny config both forms build the same dataset file."""
+    import numpy as np
+    from conftest import smooth_images
+
+    from firstlayer.datasets.sources import DatasetFile
+
+    (tmp_path / "copy.zip").write_bytes(b"")
+    (tmp_path / "site.yaml").write_text(
+        f"datasets:\n  cifar10: {{source: imagefolder, path: {tmp_path / 'copy.zip'}}}\n"
+    )
+    dry = subprocess.run(
+        [*(sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")),
+         *("--directory", str(tmp_path), "--cores", "1", "-n", "--quiet", "rules"),
+         "--configfile", str(ROOT / "config" / "paper.yaml"), str(tmp_path / "site.yaml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    images = smooth_images(20, 8, 8, 3)
+    np.savez(tmp_path / "toy.npz", x=images, y=np.arange(20) % 2)
+    (tmp_path / "base.yaml").write_text(
+        "datasets:\n  toy: {source: torchvision, name: CIFAR10}\npatches: {k: [3]}\n"
+    )
+    swap = "{toy: {source: npz, path: toy.npz}}"
+    (tmp_path / "npz.yaml").write_text(f"datasets: {swap}\n")
+    built = []
+    for form in (["--configfile", "base.yaml", "npz.yaml"],
+                 ["--configfile", "base.yaml", "--config", f"datasets={swap}"]):  # fmt: skip
+        target = "resources/datasets/toy.h5"
+        (tmp_path / target).unlink(missing_ok=True)
+        result = subprocess.run(
+            [*(sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")),
+             *("--directory", str(tmp_path), "--cores", "1", target), *form],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        with DatasetFile(tmp_path / target) as data:
+            built.append((data.images("train")[()], data.labels("train"), data.source_sha256))
+    assert np.array_equal(built[0][0], built[1][0]) and np.array_equal(built[0][1], built[1][1])
+    assert built[0][2] == built[1][2]

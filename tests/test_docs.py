@@ -107,3 +107,12 @@ def test_committed_decile_labels_break_label_independence():
     baseline = summary[summary["comparison"].str.startswith("true vs random")]["mean"].iloc[0]
     deciles = summary[summary["comparison"].str.startswith("decile")]["mean"]
     assert len(deciles) and (deciles < baseline - 0.1).all()
+
+
+def test_ci_rehearses_the_paper_grid_after_the_test_suite():
+    ci = (ROOT / ".ci" / "run").read_text()
+    rehearsal = (
+        ".venv/bin/snakemake --cores 2 --configfile config/paper.yaml --config rehearsal=true"
+    )
+    assert rehearsal in ci and ci.index(rehearsal) > ci.index(".venv/bin/pytest")
+    assert "rm -rf rehearsal\n" in ci  # from scratch, never an earlier rehearsal's files

@@ -28,3 +28,11 @@ def test_every_rule_that_runs_code_names_the_env():
         total += len(scripts)
     assert total >= 20
     assert (ROOT / "scripts" / "firstlayer").resolve() == (ROOT / "firstlayer").resolve()
+
+
+def test_the_snakemake_floor_is_one_in_the_snakefile_and_pyproject():
+    """Profiles give `runtime` in minutes, which Snakemake 9.16.3 to 9.19 read as seconds."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floor = next(d for d in pyproject if d.startswith("snakemake[")).split(">=")[1].split(",")[0]
+    assert floor == "9.20"
+    assert f'min_version("{floor}")' in (ROOT / "Snakefile").read_text()

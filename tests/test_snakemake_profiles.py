@@ -62,6 +62,10 @@ def test_the_cluster_settings_in_effect(monkeypatch):
     assert train == {"gpu": 1, "cpus_per_gpu": 2}
     # 2 threads (the rule says 1, for CPU runs side by side): a batch trains one run at a time
     assert args["set_threads"]["train"].value == 2
+    calibrate = {k: v.value for k, v in args["set_resources"]["calibrate"].items()}
+    assert calibrate == train  # calibration times the networks on a training job's GPU
+    # preemptible partitions: SLURM requeues a preempted job (the plugin waits for it)
+    assert args["slurm_requeue"] is True
 
 
 def test_each_train_job_asks_for_its_runs_request(tmp_path):

@@ -257,7 +257,7 @@ def test_bad_input_fails_the_job_with_one_line(tmp_path):
     assert not (workdir / "resources" / "datasets" / "toy.h5").exists()
 
 
-@pytest.mark.parametrize("configfile,runs", [("extended.yaml", 39), ("paper.yaml", 230)])
+@pytest.mark.parametrize("configfile,runs", [("extended.yaml", 39), ("paper.yaml", 245)])
 def test_named_config_files_replace_the_default(tmp_path, configfile, runs):
     """--configfile config/paper.yaml defines the whole grid: the default's blocks do not leak in."""
     result = subprocess.run(

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import yaml
 
-from firstlayer.common.facts import FIRST_LAYER_K, STEM_SIZE, TORCHVISION_DATASETS
+from firstlayer.common.facts import (
+    CELEBA_ATTRIBUTES,
+    FIRST_LAYER_K,
+    STEM_SIZE,
+    TORCHVISION_DATASETS,
+)
 from firstlayer.common.grid import MAX_NAME, build_grid
 from firstlayer.common.settings import (
     check_labels,
@@ -26,7 +31,7 @@ class ConfigError(InputError):
 
 # The keys each dataset source reads; any other key of that source is a mistake, not a no-op.
 SOURCE_KEYS = {
-    "torchvision": {"source", "name", "archive"},
+    "torchvision": {"source", "name", "archive", "attribute", "resize"},
     "imagefolder": {"source", "path", "resize", "mode"},
     "npz": {"source", "path", "images", "labels", "test_images", "test_labels", "class_names"},
     "subset": {"source", "of", "classes"},
@@ -212,26 +217,36 @@ def _source_key_error(config: dict, schema: dict) -> ConfigError | None:
     return None
 
 
-def apply_command_line_datasets(config: dict, command_line) -> dict:
-    """A dataset given on the command line (`--config 'datasets={name: {source: ...}}'`) with a
-    source of its own drops the keys of the config file's entry that this source does not read.
-    Snakemake merges nested keys, so pointing the default `cifar10` (torchvision, `name`) at an
-    ImageFolder copy would otherwise carry `name` into an imagefolder entry. Keys written on the
-    command line stay, so a mistake there is still reported. Returns `config` (changed in place).
+def apply_dataset_overrides(config: dict, layers) -> dict:
+    """A dataset that a later layer of the configuration gives a source of its own drops the
+    keys of the merged entry that this source does not read. `layers`: what was merged over the
+    first config file, in Snakemake's order (every further `--configfile`, read as written, then
+    the `--config` values). Snakemake merges nested keys, so pointing the default `cifar10`
+    (torchvision, `name`) at an ImageFolder copy, by a site file or on the command line alike,
+    would otherwise carry `name` into an imagefolder entry. Keys written by that layer or a
+    later one stay, so a mistake there is still reported. Returns `config` (changed in place).
     """
-    given = command_line.get("datasets") if hasattr(command_line, "get") else None
     datasets = config.get("datasets")
-    if not isinstance(given, dict) or not isinstance(datasets, dict):
+    if not isinstance(datasets, dict):
         return config
-    for key, spec in given.items():
-        entry = datasets.get(key)
-        if not isinstance(spec, dict) or not isinstance(entry, dict):
-            continue
-        allowed = SOURCE_KEYS.get(spec.get("source"))
-        if allowed is None:  # no source given (or an unknown one, which the schema reports)
-            continue
-        for name in [name for name in entry if name not in allowed and name not in spec]:
-            del entry[name]
+    given = [layer.get("datasets") if hasattr(layer, "get") else None for layer in layers]
+    given = [value if isinstance(value, dict) else {} for value in given]
+    for position, layer in enumerate(given):
+        for key, spec in layer.items():
+            entry = datasets.get(key)
+            if not isinstance(spec, dict) or not isinstance(entry, dict):
+                continue
+            allowed = SOURCE_KEYS.get(spec.get("source"))
+            if allowed is None:  # no source given (or an unknown one, which the schema reports)
+                continue
+            written = {
+                name
+                for later in given[position:]
+                if isinstance(later.get(key), dict)
+                for name in later[key]
+            }
+            for name in [name for name in entry if name not in allowed | written]:
+                del entry[name]
     return config
 
 
@@ -244,6 +259,21 @@ def fill_defaults(config: dict, schema_path) -> dict:
     _fill_defaults(config, schema)
     _check_numbers(config, schema)
     return config
+
+
+def read_layers(files, command_line) -> list:
+    """The layers `apply_dataset_overrides` takes: every config file after the first, read as
+    written, then the command line's `--config` values."""
+    layers = []
+    for path in list(files)[1:]:
+        with open(path) as handle:
+            layers.append(yaml.safe_load(handle) or {})
+    return [*layers, command_line if hasattr(command_line, "get") else {}]
+
+
+def apply_command_line_datasets(config: dict, command_line) -> dict:
+    """`apply_dataset_overrides` with the command line as the only layer."""
+    return apply_dataset_overrides(config, [command_line])
 
 
 def validate_config(config: dict, schema_path, files=()) -> dict:
@@ -318,6 +348,18 @@ def _check_semantics(config: dict) -> None:
                 raise ConfigError(
                     f"config error: datasets.{key}.classes = "
                     f"{spec.get('classes')!r}; a subset needs at least two class names"
+                )
+        if source == "torchvision":
+            for option in ("attribute", "resize"):
+                if spec.get(option) is not None and spec["name"] != "CelebA":
+                    raise ConfigError(
+                        f"config error: datasets.{key}.{option} = {spec[option]!r}; it applies "
+                        f"only to name CelebA (this dataset is {spec['name']})"
+                    )
+            if spec.get("attribute") is not None and spec["attribute"] not in CELEBA_ATTRIBUTES:
+                raise ConfigError(
+                    f"config error: datasets.{key}.attribute = {spec['attribute']!r}; allowed: "
+                    f"{', '.join(CELEBA_ATTRIBUTES)}"
                 )
         if source == "torchvision" and spec.get("archive") and not Path(spec["archive"]).exists():
             raise ConfigError(
@@ -434,6 +476,8 @@ def _check_semantics(config: dict) -> None:
             spec = datasets[name]
             facts = TORCHVISION_DATASETS.get(spec.get("name"))
             side = facts.side if spec["source"] == "torchvision" and facts else None
+            if side is not None and spec.get("resize"):
+                side = min(spec["resize"])
             if side is not None and k > side:
                 raise ConfigError(
                     f"config error: patches.k[{position}] = {k}; larger than the "

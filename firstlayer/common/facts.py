@@ -1,6 +1,6 @@
-"""Facts the workflow needs before anything is built: torchvision's datasets, the first layer's
-kernel size, and which torchvision ImageNet models have 3x3 or 7x7 stems. Torch-free: the
-workflow reads these while planning."""
+"""Facts the workflow needs before anything is built: torchvision's datasets (CelebA's attributes
+among them), the first layer's kernel size, and which torchvision ImageNet models have 3x3 or
+7x7 stems. Torch-free: the workflow reads these while planning."""
 
 from __future__ import annotations
 
@@ -27,7 +27,25 @@ TORCHVISION_DATASETS = {
     "MNIST": TorchvisionDataset(28, 1, 60000, 10000, 10),
     "FashionMNIST": TorchvisionDataset(28, 1, 60000, 10000, 10),
     "KMNIST": TorchvisionDataset(28, 1, 60000, 10000, 10),
+    # aligned faces (178 x 218) cropped square and resized to CELEBA_SIDE (datasets.<name>.resize
+    # sets another size); one binary attribute is the label; torchvision's train and test splits
+    "CelebA": TorchvisionDataset(32, 3, 162770, 19962, 2),
 }
+
+# CelebA: its 40 binary attributes, in the order of list_attr_celeba.txt. Which one the paper
+# used as its label is not stated in its text or official code; the default is Smiling, an
+# attribute present in about half the images (so true and random labels are both balanced).
+CELEBA_ATTRIBUTES = [
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows",
+    "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup",
+    "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard",
+    "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks", "Sideburns",
+    "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
+    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+]  # fmt: skip
+CELEBA_ATTRIBUTE = "Smiling"
+CELEBA_SIDE = 32  # the side of the images the networks are built for (CIFAR's)
 
 # ImageNet models of torchvision by the size of their first convolution.
 MODELS_K3 = [

@@ -7,10 +7,13 @@ from __future__ import annotations
 import itertools
 
 from firstlayer.common.cost import (
-    BATCH_MINUTES,
+    REFERENCE,
+    REFERENCE_KEY,
     Request,
+    Throughput,
     dataset_facts,
-    images_per_second,
+    network_key,
+    throughput,
     training_request,
 )
 from firstlayer.common.facts import FIRST_LAYER_K, TORCHVISION_DATASETS
@@ -34,11 +37,12 @@ def figures(stem: str) -> list[str]:
 
 
 class Plan:
-    def __init__(self, config: dict, rate: float | None = None):
+    def __init__(self, config: dict, rate: Throughput | float | None = None):
         self.config = config
         self.grid = build_grid(config["experiments"], config["training"])
-        # the reference throughput the training requests assume (common.cost)
-        self.rate = rate or images_per_second()
+        # the training throughput the requests assume (common.cost): the environment, else the
+        # calibration file, else the measured default
+        self.rate = rate or throughput()
         self._requests: dict[tuple[str, int], Request] = {}
 
     # ---------------------------------------------------------------- the grid
@@ -106,12 +110,41 @@ class Plan:
         known only once built (ImageFolder, .npz) is costed as CIFAR-10."""
         if (run, attempt) not in self._requests:  # asked for thrice per job while planning
             spec = self.spec(run)
-            facts = (
-                dataset_facts(spec.dataset, self.config["datasets"])
-                or TORCHVISION_DATASETS["CIFAR10"]
+            self._requests[run, attempt] = training_request(
+                spec, self.facts(spec.dataset), self.rate, attempt
             )
-            self._requests[run, attempt] = training_request(spec, facts, self.rate, attempt)
         return self._requests[run, attempt]
+
+    def facts(self, dataset: str):
+        """A dataset's sizes; one whose size is known only once built (ImageFolder, .npz) is
+        costed as CIFAR-10."""
+        return dataset_facts(dataset, self.config["datasets"]) or TORCHVISION_DATASETS["CIFAR10"]
+
+    def networks(self) -> dict[str, dict]:
+        """{network_key: what `training.calibrate` builds to measure it} for every network of
+        the grid and the reference network."""
+        found = {
+            REFERENCE_KEY: dict(
+                zip(("arch", "first_width", "width"), REFERENCE),
+                channels=3, side=32, classes=10, batch_size=256, precision="float32",
+            )
+        }  # fmt: skip
+        for spec in self.specs:
+            facts = self.facts(spec.dataset)
+            found.setdefault(
+                network_key(spec, facts),
+                {
+                    "arch": spec.arch,
+                    "first_width": spec.first_width,
+                    "width": spec.width,
+                    "channels": facts.channels,
+                    "side": facts.side,
+                    "classes": facts.classes,
+                    "batch_size": spec.batch_size,
+                    "precision": spec.precision,
+                },
+            )
+        return dict(sorted(found.items()))
 
     def manipulations_mem_mb(self) -> int:
         """The `manipulations` job holds a scaled run's training images twice (transformed and
@@ -123,7 +156,7 @@ class Plan:
     def training_group(self, run: str) -> str | None:
         """Short runs join the group `train` (a cluster profile bundles several of them into
         one job, run one after another); a long run is a job of its own."""
-        return "train" if self.training_request(run).runtime <= BATCH_MINUTES else None
+        return "train" if self.training_request(run).batched else None
 
     # ---------------------------------------------------------------- inputs shared by rules
     def training_patch_stats(self) -> list[str]:

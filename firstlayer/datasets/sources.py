@@ -1,12 +1,14 @@
 """Datasets as one HDF5 file each: uint8 NHWC images and int labels per split.
 
 Sources: a torchvision built-in (real download with checksum, or a local archive the user
-already has), an ImageFolder tree (directory or .zip/.tar/.tar.gz) or an .npz file.
+already has; CelebA with one binary attribute as the label), an ImageFolder tree (directory or
+.zip/.tar/.tar.gz) or an .npz file.
 Layout of the written file: docs/formats.md.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -20,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from firstlayer.common.facts import CELEBA_ATTRIBUTE, CELEBA_SIDE
 from firstlayer.errors import InputError
 from firstlayer.h5io import atomic_h5, open_checked, sha256_file
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 FORMAT = "firstlayer.dataset"
+CHECKSUMS = "checksums.json"  # the md5s of a synthetic copy's files, beside them
 
 
 class DatasetError(InputError):
@@ -77,6 +81,13 @@ def _svhn_files(cls):
     ]
 
 
+def _celeba_files(cls):
+    return [
+        (f"https://drive.google.com/uc?id={file_id}", f"{cls.base_folder}/{filename}", md5)
+        for file_id, md5, filename in cls.file_list
+    ]
+
+
 # name -> (files it downloads: [(url, path under the download root, md5)], split keyword style)
 TORCHVISION_BUILTINS = {
     "CIFAR10": (_cifar_files, "train"),
@@ -85,23 +96,68 @@ TORCHVISION_BUILTINS = {
     "FashionMNIST": (_mnist_files, "train"),
     "KMNIST": (_mnist_files, "train"),
     "SVHN": (_svhn_files, "split"),
+    "CelebA": (_celeba_files, "split"),
 }
 
 
-def torchvision_files(name: str) -> list[tuple[str, str, str]]:
-    """[(url, path under the download root, md5)] of what torchvision fetches for `name`."""
+def torchvision_files(name: str, checksums: dict | None = None) -> list[tuple[str, str, str]]:
+    """[(url, path under the download root, md5)] of what torchvision fetches for `name`; with
+    `checksums` ({file name: md5}), the md5 of each file is taken from there instead of from
+    torchvision (a synthetic copy in torchvision's formats, e.g. the rehearsal's)."""
     cls = _torchvision_class(name)
-    return TORCHVISION_BUILTINS[name][0](cls)
+    files = TORCHVISION_BUILTINS[name][0](cls)
+    if checksums is None:
+        return files
+    return [
+        (url, relative, _expected(checksums, Path(relative).name)) for url, relative, _ in files
+    ]
 
 
-def _place_local_archive(name: str, archive: Path, root: Path) -> None:
-    """Copy a user's already-downloaded file(s) to where torchvision looks, after an md5 check."""
+def _expected(checksums: dict, filename: str) -> str:
+    if filename not in checksums:
+        raise DatasetError(f"the checksums given for a local copy name no md5 for {filename}")
+    return checksums[filename]
+
+
+def _checked_class(cls, checksums: dict | None):
+    """torchvision's dataset class, or, with `checksums`, a subclass whose own integrity checks
+    (every archive and extracted file torchvision verifies) expect those md5s instead."""
+    if checksums is None:
+        return cls
+    md5 = functools.partial(_expected, checksums)
+    attributes = {}
+    if hasattr(cls, "tgz_md5"):  # CIFAR-10/100: the archive, its batches and its meta file
+        attributes["tgz_md5"] = md5(cls.filename)
+        attributes["train_list"] = [[name, md5(name)] for name, _ in cls.train_list]
+        attributes["test_list"] = [[name, md5(name)] for name, _ in cls.test_list]
+        attributes["meta"] = {**cls.meta, "md5": md5(cls.meta["filename"])}
+    elif hasattr(cls, "split_list"):  # SVHN
+        attributes["split_list"] = {
+            split: [url, filename, md5(filename)]
+            for split, (url, filename, _) in cls.split_list.items()
+            if split in SPLITS
+        }
+    elif hasattr(cls, "file_list"):  # CelebA
+        attributes["file_list"] = [(i, md5(filename), filename) for i, _, filename in cls.file_list]
+    else:  # the MNIST family
+        attributes["resources"] = [(filename, md5(filename)) for filename, _ in cls.resources]
+    return type(cls.__name__, (cls,), attributes)
+
+
+def _place_local_archive(
+    name: str, archive: Path, root: Path, checksums: dict | None = None
+) -> None:
+    """Copy a user's already-downloaded file(s) to where torchvision looks, after an md5 check
+    (against torchvision's md5, or `checksums` for a synthetic copy)."""
     from torchvision.datasets.utils import check_integrity
 
     archive = Path(archive)
-    files = torchvision_files(name)
+    files = torchvision_files(name, checksums)
     if not archive.exists():
         raise DatasetError(f"archive {archive} for {name} does not exist")
+    expected = (
+        "the checksum given for this copy" if checksums else "the checksum torchvision expects"
+    )
     for _url, relative, md5 in files:
         candidate = archive / Path(relative).name if archive.is_dir() else archive
         if archive.is_file() and len(files) > 1:
@@ -115,7 +171,7 @@ def _place_local_archive(name: str, archive: Path, root: Path) -> None:
         if not check_integrity(str(candidate), md5):
             raise DatasetError(
                 f"{candidate} is corrupt or not the {name} file: its md5 differs "
-                f"from {md5} (the checksum torchvision expects)"
+                f"from {md5} ({expected})"
             )
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -124,21 +180,36 @@ def _place_local_archive(name: str, archive: Path, root: Path) -> None:
 
 
 def load_torchvision(
-    name: str, root: str | os.PathLike, archive: str | None = None, key: str | None = None
+    name: str,
+    root: str | os.PathLike,
+    archive: str | None = None,
+    key: str | None = None,
+    checksums: dict | None = None,
+    attribute: str | None = None,
+    resize: tuple[int, int] | None = None,
+    progress=None,
 ) -> Splits:
-    """Download (or take from `archive`) a torchvision built-in and return its splits."""
-    cls = _torchvision_class(name)
+    """Download (or take from `archive`) a torchvision built-in and return its splits.
+
+    `checksums` ({file name: md5}) replaces torchvision's md5s in every check (ours and
+    torchvision's own): the way a synthetic copy in torchvision's formats is read. CelebA takes
+    `attribute` (one of its 40 binary attributes, default CELEBA_ATTRIBUTE) as the label and
+    `resize` ([height, width], default the networks' 32 x 32) for its images."""
+    cls = _checked_class(_torchvision_class(name), checksums)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if archive:
-        _place_local_archive(name, Path(archive), root)
-    files = torchvision_files(name)
+        _place_local_archive(name, Path(archive), root, checksums)
+    files = torchvision_files(name, checksums)
     style = TORCHVISION_BUILTINS[name][1]
     splits_images, splits_labels, classes = {}, {}, None
     for split in SPLITS:
         kwargs = {"train": split == "train"} if style == "train" else {"split": split}
         try:
-            dataset = cls(str(root), download=True, **kwargs)
+            if name == "CelebA":
+                dataset = _celeba(cls, root, split, archive is not None)
+            else:
+                dataset = cls(str(root), download=True, **kwargs)
         except Exception as err:  # urllib, OSError, RuntimeError: all mean "could not fetch"
             reason = " ".join(str(err).split())[:300]
             where = ", ".join(f"{url} -> {root / relative}" for url, relative, _ in files)
@@ -147,14 +218,18 @@ def load_torchvision(
                 f"Offline? Fetch it by hand ({where}) or set datasets.{key or name}.archive to a "
                 f"local copy"
             ) from None
-        images = np.asarray(dataset.data)
-        if name == "SVHN":
-            images = images.transpose(0, 2, 3, 1)
+        if name == "CelebA":
+            images, labels, classes = celeba_split(dataset, attribute, resize, progress)
+        else:
+            images = np.asarray(dataset.data)
+            if name == "SVHN":
+                images = images.transpose(0, 2, 3, 1)
+            labels = dataset.labels if name == "SVHN" else dataset.targets
+            classes = list(getattr(dataset, "classes", None) or [str(i) for i in range(10)])
         if images.ndim == 3:
             images = images[..., None]
-        labels = np.asarray(dataset.labels if name == "SVHN" else dataset.targets, dtype=np.int64)
-        splits_images[split], splits_labels[split] = np.ascontiguousarray(images, np.uint8), labels
-        classes = list(getattr(dataset, "classes", None) or [str(i) for i in range(10)])
+        splits_images[split] = np.ascontiguousarray(images, np.uint8)
+        splits_labels[split] = np.asarray(labels, dtype=np.int64)
     digest = hashlib.sha256()
     for _, relative, _ in files:
         digest.update(sha256_file(root / relative).encode())
@@ -164,8 +239,48 @@ def load_torchvision(
         [str(c) for c in classes],
         source=f"torchvision:{name}",
         source_sha256=digest.hexdigest(),
-        notes={"urls": [url for url, _, _ in files]},
+        notes={"urls": [url for url, _, _ in files]}
+        | ({"attribute": attribute or CELEBA_ATTRIBUTE} if name == "CelebA" else {}),
     )
+
+
+def _celeba(cls, root: Path, split: str, local: bool):
+    """torchvision's CelebA split. Its download fetches from Google Drive and needs `gdown`
+    even for files already in place, so a local copy (checked when placed) is only unpacked."""
+    from torchvision.datasets.utils import extract_archive
+
+    folder = root / cls.base_folder
+    if local and not (folder / "img_align_celeba").is_dir():
+        extract_archive(str(folder / "img_align_celeba.zip"))
+    return cls(str(root), split=split, target_type="attr", download=not local)
+
+
+def celeba_split(dataset, attribute: str | None, resize, progress=None):
+    """(images, labels, class names) of a torchvision CelebA split: every aligned 178 x 218 face
+    cropped to its central square and resized (bilinear) to `resize`, labelled by one binary
+    attribute (1: the attribute is present)."""
+    from PIL import Image
+
+    attribute = attribute or CELEBA_ATTRIBUTE
+    if attribute not in dataset.attr_names:
+        raise DatasetError(
+            f"CelebA attribute {attribute!r} is not in this copy's list_attr_celeba.txt; "
+            f"allowed: {', '.join(a for a in dataset.attr_names if a)}"
+        )
+    height, width = resize or (CELEBA_SIDE, CELEBA_SIDE)
+    folder = Path(dataset.root) / dataset.base_folder / "img_align_celeba"
+    images = np.zeros((len(dataset.filename), height, width, 3), np.uint8)
+    for index, filename in enumerate(dataset.filename):
+        with Image.open(folder / filename) as image:
+            image = image.convert("RGB")
+            side = min(image.size)
+            left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+            images[index] = np.asarray(image.resize((width, height), Image.BILINEAR))
+        if progress is not None and (index + 1) % 5000 == 0:
+            progress(index + 1)
+    labels = dataset.attr[:, dataset.attr_names.index(attribute)].numpy()
+    return images, labels, [f"not {attribute}", attribute]
 
 
 # ---------------------------------------------------------------- ImageFolder trees
@@ -654,12 +769,35 @@ def load_subset(parent_path, classes: list[str], key: str = "?") -> Splits:
 
 
 def build_dataset(
-    key: str, spec: dict, out_path, download_root, progress=None, parent_path=None
+    key: str,
+    spec: dict,
+    out_path,
+    download_root,
+    progress=None,
+    parent_path=None,
+    synthetic=None,
 ) -> None:
-    """Build the dataset file for config entry `key` with settings `spec` (see config/schema)."""
+    """Build the dataset file for config entry `key` with settings `spec` (see config/schema).
+    `synthetic`: a folder of a torchvision dataset's files in torchvision's own formats with a
+    `checksums.json` of their md5s (`datasets.synthetic`, the rehearsal's stand-in), read
+    through the same source path and checks as the real files."""
+    archive = checksums = None
+    if synthetic is not None:
+        archive = synthetic
+        checksums = json.loads((Path(synthetic) / CHECKSUMS).read_text())
     source = spec["source"]
     if source == "torchvision":
-        splits = load_torchvision(spec["name"], download_root, spec.get("archive"), key=key)
+        resize = spec.get("resize")
+        splits = load_torchvision(
+            spec["name"],
+            download_root,
+            archive or spec.get("archive"),
+            key=key,
+            checksums=checksums,
+            attribute=spec.get("attribute"),
+            resize=tuple(resize) if resize else None,
+            progress=progress,
+        )
     elif source == "imagefolder":
         resize = spec.get("resize")
         splits = load_imagefolder(

@@ -1,15 +1,17 @@
 """How much compute a training grid needs, and what its cluster jobs ask for.
 
-    python -m firstlayer.training.estimate config/paper.yaml --images-per-second 2000
-    python -m firstlayer.training.estimate config/paper.yaml --requests
+    python -m firstlayer.training.estimate config/paper.yaml
+    python -m firstlayer.training.estimate --requests config/paper.yaml [site.yaml]
 
 Both tables come from firstlayer.common.cost, the numbers each `train` job of the workflow
 requests: every run costs (training images x epochs) passes of its network, plus a forward pass
-over its test images per epoch, scaled by its network's forward FLOPs relative to the reference
-network (VGG11, 64 first-layer filters, full width) whose training throughput R is measured on
-the device with bench/train_speed.py. R defaults to FIRSTLAYER_IMAGES_PER_SECOND, else to the
-assumed (unmeasured) GPU rate of common.cost. The result is an estimate: memory-bound layers and
-small batches make real throughput differ by tens of percent.
+over its test images per epoch, at its network's training throughput. The throughput is, first
+found: --images-per-second or FIRSTLAYER_IMAGES_PER_SECOND (the reference network's rate,
+VGG11 with 64 first-layer filters at full width, other networks scaled by FLOPs); the
+calibration file `snakemake calibrate` writes (resources/calibration.json, or --calibration),
+every network of the grid measured on the cluster's GPU with the real trainer; the measured
+default of common.cost. The first line printed says which. Config files after the first
+override it as `--configfile` does in the workflow (a site file pointing a dataset elsewhere).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from pathlib import Path
 
 import yaml
 
-from firstlayer.common.config import validate_config
+from firstlayer.common.config import apply_dataset_overrides, validate_config
 from firstlayer.common.cost import (
-    BATCH_MINUTES,
+    CALIBRATION,
     RATE_VARIABLE,
+    Throughput,
+    as_throughput,
     dataset_facts,
-    images_per_second,
+    throughput,
     training_cost,
     training_request,
 )
@@ -45,9 +49,10 @@ def _facts(name: str, datasets: dict) -> TorchvisionDataset:
     return facts
 
 
-def estimate(config: dict, images_per_second: float) -> list[dict]:
+def estimate(config: dict, rate) -> list[dict]:
     """Per experiment block: runs, image passes, estimated device seconds and the requested
-    minutes of its jobs."""
+    minutes of its jobs. `rate`: a Throughput, or the reference network's images/s."""
+    rate = as_throughput(rate)
     grid = build_grid(config["experiments"], config["training"])
     rows = defaultdict(lambda: {"runs": 0, "image_passes": 0.0, "seconds": 0.0, "requested": 0})
     for entry in grid.values():
@@ -57,65 +62,67 @@ def estimate(config: dict, images_per_second: float) -> list[dict]:
         row = rows[entry["experiments"][0]]
         row["runs"] += 1
         row["image_passes"] += cost.image_passes
-        row["seconds"] += cost.seconds(images_per_second)
-        row["requested"] += training_request(spec, facts, images_per_second).runtime
+        row["seconds"] += cost.seconds(rate)
+        row["requested"] += training_request(spec, facts, rate).runtime
     return [{"block": block, **values} for block, values in rows.items()]
 
 
-def requests(config: dict, images_per_second: float) -> list[dict]:
-    """One row per kind of run (dataset size, network, epochs): how many runs, the estimated
-    minutes of one, and what its job asks for."""
+def requests(config: dict, rate, attempt: int = 1) -> list[dict]:
+    """One row per kind of run (dataset size, network, epochs): how many runs, the rate and
+    estimated minutes of one, and what its job asks for (at `attempt`)."""
+    rate = as_throughput(rate)
     grid = build_grid(config["experiments"], config["training"])
     kinds: dict[tuple, dict] = {}
     for entry in grid.values():
         spec = entry["spec"]
         facts = _facts(spec.dataset, config["datasets"])
         cost = training_cost(spec, facts)
-        request = training_request(spec, facts, images_per_second)
-        key = (cost.train_images, spec.arch, spec.first_width, spec.width, spec.epochs)
+        request = training_request(spec, facts, rate, attempt)
+        key = (cost.train_images, cost.network, spec.epochs)
         row = kinds.setdefault(
             key,
             {
                 "train_images": cost.train_images,
+                "network": cost.network,
                 "arch": spec.arch,
                 "first_width": spec.first_width,
                 "width": spec.width,
                 "epochs": spec.epochs,
                 "runs": 0,
-                "minutes": cost.seconds(images_per_second) / 60,
+                "images_per_second": cost.rate(rate),
+                "minutes": cost.seconds(rate) / 60,
                 "runtime": request.runtime,
                 "mem_mb": request.mem_mb,
                 "gpu": request.gpu,
                 "cpus_per_gpu": request.cpus_per_gpu,
-                "batched": request.runtime <= BATCH_MINUTES,
+                "batched": request.batched,
             },
         )
         row["runs"] += 1
-    return sorted(kinds.values(), key=lambda r: (r["arch"], r["first_width"], r["width"],
-                                                  r["train_images"], r["epochs"]))  # fmt: skip
+    order = ("arch", "first_width", "width", "network", "train_images", "epochs")
+    return sorted(kinds.values(), key=lambda row: tuple(row[key] for key in order))
 
 
-def requests_markdown(config: dict, images_per_second: float) -> str:
+def requests_markdown(config: dict, rate) -> str:
     lines = [
-        f"| runs | training images | network | epochs | estimate (min) at R = "
-        f"{images_per_second:g} img/s | runtime (min) | mem_mb | gpu | cpus_per_gpu | batched |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| runs | training images | network | epochs | images/s | estimate (min) | runtime (min) "
+        "| mem_mb | gpu | cpus_per_gpu | batched |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in requests(config, images_per_second):
-        network = f"{row['arch']} f{row['first_width']} w{row['width']:g}"
+    for row in requests(config, rate):
         lines.append(
-            f"| {row['runs']} | {row['train_images']} | {network} | {row['epochs']} | "
-            f"{row['minutes']:.1f} | {row['runtime']} | {row['mem_mb']} | {row['gpu']} | "
-            f"{row['cpus_per_gpu']} | {'yes' if row['batched'] else 'no'} |"
+            f"| {row['runs']} | {row['train_images']} | {row['network']} | {row['epochs']} | "
+            f"{row['images_per_second']:,.0f} | {row['minutes']:.1f} | {row['runtime']} | "
+            f"{row['mem_mb']} | {row['gpu']} | {row['cpus_per_gpu']} | "
+            f"{'yes' if row['batched'] else 'no'} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def estimate_markdown(config: dict, images_per_second: float) -> str:
-    rows = estimate(config, images_per_second)
+def estimate_markdown(config: dict, rate) -> str:
+    rows = estimate(config, rate)
     lines = [
-        f"| block | runs | image passes (M) | device-hours at {images_per_second:g} img/s "
-        f"(reference VGG11) | requested hours |",
+        "| block | runs | image passes (M) | device-hours | requested hours |",
         "|---|---|---|---|---|",
     ]
     for row in rows:
@@ -132,22 +139,42 @@ def estimate_markdown(config: dict, images_per_second: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_config(path) -> dict:
+def load_config(path, *overrides) -> dict:
+    """A config file validated as the workflow does, with later files overriding it."""
     config = yaml.safe_load(Path(path).read_text())
+    layers = [yaml.safe_load(Path(extra).read_text()) or {} for extra in overrides]
+    for layer in layers:  # deep merge, as Snakemake merges --configfile files
+        _merge(config, layer)
+    apply_dataset_overrides(config, layers)
     return validate_config(config, Path(__file__).resolve().parents[2] / "config" / "schema.yaml")
+
+
+def _merge(base: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("configfile", help="a complete config, e.g. config/paper.yaml")
+    parser.add_argument(
+        "configfiles", nargs="+", help="a complete config (e.g. config/paper.yaml), then overrides"
+    )
     parser.add_argument(
         "--images-per-second",
         type=float,
         default=None,
-        help=f"measured training throughput of full-width VGG11 on the device (default: "
-        f"{RATE_VARIABLE}, else the assumed rate the workflow's requests use)",
+        help=f"the reference network's training throughput (default: {RATE_VARIABLE}, else the "
+        f"calibration file, else the measured default)",
+    )
+    parser.add_argument(
+        "--calibration",
+        default=CALIBRATION,
+        help=f"the calibration file `snakemake calibrate` wrote (default: {CALIBRATION})",
     )
     parser.add_argument(
         "--requests", action="store_true", help="the table of what each kind of run asks for"
@@ -155,18 +182,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.images_per_second is None:
-            rate = images_per_second()
+            rate = throughput(calibration=args.calibration)
         elif args.images_per_second > 0:
-            rate = args.images_per_second
+            rate = Throughput(args.images_per_second, source="--images-per-second")
         else:
             raise InputError(
                 f"--images-per-second={args.images_per_second:g}; allowed: a positive number"
             )
-        config = load_config(args.configfile)
+        config = load_config(*args.configfiles)
         table = (requests_markdown if args.requests else estimate_markdown)(config, rate)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    print(f"rates: {rate.source}")
     print(table, end="")
     return 0
 

@@ -1,0 +1,223 @@
+"""The rehearsal: any configured grid at toy size, end to end, in one command.
+
+    snakemake --cores all --configfile config/paper.yaml --config rehearsal=true
+
+`rehearsal_config` turns a validated config into its rehearsal: every experiment block, rule and
+dataset kind of the grid, each made small. Blocks keep their datasets, architectures,
+first-layer widths, labels, inputs and frozen flags; they keep their first SEEDS seeds, their
+hidden widths scaled by WIDTH, at most N_TRAIN training and N_TEST test images, and their epoch
+counts replaced by their rank among the config's (the shortest recipe trains 1 epoch, the next 2,
+...: recipes stay distinct, as Table 3 groups runs by them). Every torchvision dataset is read
+from a small synthetic copy in torchvision's own formats (`datasets.synthetic`), through the
+same source path and checksum checks as a download; npz and ImageFolder datasets stay the
+user's own files (paths made absolute: the rehearsal works in its own folder, `rehearsal/`, so
+it never touches a real grid's results). Patch statistics, the linear CNN and whitening are
+shrunk too.
+
+`plan_signature` is what a rehearsal must share with the grid it stands for: the kinds of files
+the default target builds (run names and sizes aside) and, per experiment block, its runs' axes.
+`expected_tables` says which rows Tables 1-3 of a grid must have and with what n; the check after
+a rehearsal (`report.rehearsal`) holds the built tables to it. Torch-free: the workflow plans
+with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+
+from firstlayer.common.settings import learned_unmanipulated
+
+SEEDS = 2  # seeds per block
+EPOCHS = 1  # epochs of the shortest recipe; longer recipes get 2, 3, ... by rank
+WIDTH = 1 / 16  # hidden widths are scaled by this
+N_TRAIN = 1000  # training images per run, at most
+N_TEST = 200  # test images per run, at most
+PATCH_IMAGES = 1000  # images of the patch statistics, at most
+LINEAR_CNN = {"runs": 4, "synthetic_images": 200}  # at most
+WHITENING = {"images": 50, "random_banks": 2}  # at most
+CHECK = "results/rehearsal/check.txt"  # written when the rehearsal passes its check
+FOLDER = "rehearsal"  # the rehearsal's working directory, below the real one
+
+
+def _at_most(value, limit):
+    return limit if value is None else min(value, limit)
+
+
+def _epochs(config: dict) -> dict[int, int]:
+    """{epochs: its rank} over every epoch count the config's recipes use."""
+    values = {config["training"]["epochs"]}
+    values |= {
+        block["settings"]["epochs"]
+        for block in config["experiments"].values()
+        if "epochs" in block.get("settings", {})
+    }
+    return {value: EPOCHS + rank for rank, value in enumerate(sorted(values))}
+
+
+def _small_recipe(settings: dict, epochs: dict[int, int]) -> dict:
+    settings = dict(settings)
+    if "epochs" in settings:
+        settings["epochs"] = epochs[settings["epochs"]]
+    if "n_train" in settings:
+        settings["n_train"] = _at_most(settings["n_train"], N_TRAIN)
+    if "n_test" in settings:
+        settings["n_test"] = _at_most(settings["n_test"], N_TEST)
+    return settings
+
+
+def rehearsal_config(config: dict, base=".") -> dict:
+    """The rehearsal of a validated config (a new dict; `config` is left alone). `base`: the
+    folder relative paths of the user's files are read from."""
+    config = copy.deepcopy(config)
+    base = Path(base).resolve()
+    config["rehearsal"] = True
+    for spec in config["datasets"].values():
+        if spec["source"] == "torchvision":
+            spec["archive"] = None  # read from the synthetic copy instead
+        elif spec.get("path"):
+            spec["path"] = str(base / spec["path"])
+    for spec in config["pretrained"]["weight_files"].values():
+        spec["path"] = str(base / spec["path"])
+    patches = config["patches"]
+    patches["n_images"] = _at_most(patches["n_images"], PATCH_IMAGES)
+    theory = config["theory"]
+    linear = theory["linear_cnn"]
+    for key, limit in LINEAR_CNN.items():
+        linear[key] = min(linear[key], limit)
+    linear["steps"] = sorted(
+        {min(s, 10 ** (i + 1)) for i, s in enumerate(sorted(linear["steps"])[:2])}
+    )
+    for key, limit in WHITENING.items():
+        theory["whitening"][key] = min(theory["whitening"][key], limit)
+    epochs = _epochs(config)
+    config["training"] = _small_recipe(config["training"], epochs)
+    for block in config["experiments"].values():
+        block["seeds"] = block.get("seeds", [0])[:SEEDS]
+        block["widths"] = [width * WIDTH for width in block.get("widths", [1.0])]
+        if "settings" in block:
+            block["settings"] = _small_recipe(block["settings"], epochs)
+    return config
+
+
+def synthetic_datasets(config: dict) -> list[str]:
+    """The datasets a rehearsal reads from synthetic copies: every torchvision one."""
+    return [name for name, spec in config["datasets"].items() if spec["source"] == "torchvision"]
+
+
+def plan_signature(plan) -> dict:
+    """What a rehearsal shares with the grid it stands for: every kind of file the default
+    target builds and publishing copies (run names replaced by `{run}`), the training figures
+    the grid supports, and per experiment block the axes of its runs (datasets, architectures,
+    first-layer widths, labels, inputs, frozen) with how many hidden widths, learning rates and
+    recipes it has."""
+    runs = set(plan.grid)
+
+    def kind(path: str) -> str:
+        path = Path(path)
+        return str(path.with_name("{run}" + path.suffix)) if path.stem in runs else str(path)
+
+    blocks: dict[str, dict] = {}
+    for entry in plan.grid.values():
+        spec = entry["spec"]
+        for name in entry["experiments"]:
+            block = blocks.setdefault(name, {"runs": set(), "widths": set(), "recipes": set()})
+            block["runs"].add(
+                (spec.dataset, spec.arch, spec.first_width, spec.labels, spec.inputs, spec.frozen)
+            )
+            block["widths"].add(spec.width)
+            block["recipes"].add((spec.lr, spec.epochs))
+    return {
+        "files": sorted({kind(path) for path in plan.default_targets()}),
+        "published": sorted({kind(path) for path in plan.published()}),
+        "training_figures": plan.supported_training_figures(),
+        "blocks": {
+            name: {
+                "runs": sorted(map(list, block["runs"])),
+                "widths": len(block["widths"]),
+                "recipes": len(block["recipes"]),
+            }
+            for name, block in sorted(blocks.items())
+        },
+    }
+
+
+def signature_differences(real: dict, rehearsal: dict) -> list[str]:
+    """One line per way the rehearsal's plan differs from the real one's."""
+    lines = []
+    for key in ("files", "published"):
+        for path in sorted(set(real[key]) - set(rehearsal[key])):
+            lines.append(f"the grid builds {path}, the rehearsal does not")
+        for path in sorted(set(rehearsal[key]) - set(real[key])):
+            lines.append(f"the rehearsal builds {path}, the grid does not")
+    if real["training_figures"] != rehearsal["training_figures"]:
+        lines.append(
+            f"training figures: the grid makes {real['training_figures']}, the rehearsal "
+            f"{rehearsal['training_figures']}"
+        )
+    for name in sorted(set(real["blocks"]) | set(rehearsal["blocks"])):
+        ours, theirs = real["blocks"].get(name), rehearsal["blocks"].get(name)
+        if ours != theirs:
+            lines.append(f"experiments.{name}: the grid has {ours}, the rehearsal {theirs}")
+    return lines
+
+
+# ---------------------------------------------------------------- Tables 1-3 a grid must fill
+
+PAIRS = {  # comparison: (spec fields equal within a pair, fields that differ)
+    "across seeds": (["arch", "first_width", "width", "inputs", "epochs", "lr"], ["seed"]),
+    "across first-layer widths": (["arch", "width", "inputs", "lr"], ["first_width"]),
+}
+
+
+def expected_tables(plan) -> dict[str, list[dict]]:
+    """{"tables": rows of Tables 1-2, "table3": rows of Table 3}, each row a dict of the keys
+    that identify it and `n`, the number of pairs or runs the grid gives it (as
+    `training.analysis.consistency_tables` and `theory.fits.table3` count them)."""
+    specs = plan.specs
+    rows = []
+    for dataset in sorted({spec.dataset for spec in specs}):
+        learned = [s for s in specs if s.dataset == dataset and learned_unmanipulated(s)]
+        true = [s for s in learned if s.labels == "true"]
+        random = [s for s in learned if s.labels == "random"]
+
+        def same(a, b, fields):
+            return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+        counts = {
+            name: sum(
+                1
+                for a, b in itertools.combinations(true, 2)
+                if same(a, b, equal) and not any(getattr(a, f) == getattr(b, f) for f in differ)
+            )
+            for name, (equal, differ) in PAIRS.items()
+        }
+        counts["trained vs init"] = len(true)
+        counts["VGG vs ResNet"] = sum(
+            1
+            for a, b in itertools.product(true, true)
+            if a.arch.startswith("vgg") and b.arch.startswith("resnet") and a.lr == b.lr
+        )
+        counts["random labels vs init"] = len(random)
+        counts["true vs random labels"] = sum(
+            1
+            for a, b in itertools.product(true, random)
+            if same(a, b, ["arch", "first_width", "width", "inputs", "lr"])
+        )
+        rows += [
+            {"comparison": name, "dataset": dataset, "n": n} for name, n in counts.items() if n
+        ]
+    groups: dict[tuple, int] = {}
+    for spec in specs:
+        if not spec.frozen:
+            key = (spec.dataset, spec.arch, spec.labels, spec.inputs, spec.lr, spec.epochs)
+            groups[key] = groups.get(key, 0) + 1
+    table3 = [
+        dict(zip(("dataset", "network", "labels", "inputs", "lr", "epochs", "n"), (*key, n)))
+        for key, n in sorted(groups.items())
+    ]
+    for dataset in sorted({spec.dataset for spec in specs}):
+        n = sum(spec.dataset == dataset for spec in specs)  # every run has its own init
+        table3.append({"dataset": dataset, "network": "random init", "n": n})
+    return {"tables": rows, "table3": table3}

@@ -1,0 +1,221 @@
+"""The rehearsal (`--config rehearsal=true`): every shipped grid plans at toy size with the same
+rules and blocks as itself; synthetic torchvision copies are read through the real source path
+and its checksum check (and refused without their checksums); CelebA in torchvision's layout;
+the check after a rehearsal finds what is missing. The rehearsal of config/paper.yaml itself
+runs as its own CI step (.ci/run), not here."""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import GRID_CONFIG, ROOT, SNAKEMAKE
+
+from firstlayer.common import rehearsal
+from firstlayer.common.config import ConfigError, validate_config
+from firstlayer.common.targets import Plan
+from firstlayer.datasets.sources import DatasetError, build_dataset, load_torchvision
+from firstlayer.datasets.synthetic import write_synthetic
+from firstlayer.report.rehearsal import check_rehearsal, table_problems
+
+SCHEMA = ROOT / "config" / "schema.yaml"
+SHIPPED = sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "schema.yaml")
+
+
+def shipped(name):
+    return validate_config(yaml.safe_load((ROOT / "config" / name).read_text()), SCHEMA)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_grid_rehearses_with_its_own_rules_and_blocks(name):
+    config = shipped(name)
+    small = rehearsal.rehearsal_config(config)
+    real, staged = Plan(config), Plan(small)
+    differences = rehearsal.signature_differences(
+        rehearsal.plan_signature(real), rehearsal.plan_signature(staged)
+    )
+    assert differences == []
+    assert set(staged.grid) and len(staged.grid) <= len(real.grid)
+    for spec in staged.specs:
+        assert spec.epochs <= 4 and spec.width <= 1 / 16 and (spec.n_train or 0) <= 1000
+        assert spec.seed in (0, 1, 2) and spec.n_test <= 200
+    # every block keeps its first two seeds
+    for block, settings in config["experiments"].items():
+        assert small["experiments"][block]["seeds"] == settings["seeds"][:2]
+
+
+def test_a_rehearsal_that_drops_a_block_or_a_figure_differs_from_its_grid():
+    config = shipped("paper.yaml")
+    real = rehearsal.plan_signature(Plan(config))
+    small = rehearsal.rehearsal_config(config)
+    del small["experiments"]["frozen"]
+    lines = rehearsal.signature_differences(real, rehearsal.plan_signature(Plan(small)))
+    assert "the grid builds results/figures/training/frozen.png, the rehearsal does not" in lines
+    assert any(line.startswith("experiments.frozen: the grid has {") for line in lines)
+
+
+def test_recipes_stay_distinct_and_user_files_become_absolute(tmp_path):
+    config = shipped("regime.yaml")  # epochs 15, 49 and 147: three recipes
+    small = rehearsal.rehearsal_config(config)
+    assert small["training"]["epochs"] == 1
+    epochs = {b["settings"]["epochs"] for b in small["experiments"].values() if "settings" in b}
+    assert epochs == {2, 3}
+    (tmp_path / "mine.npz").write_bytes(b"")
+    config = validate_config(
+        {"datasets": {"mine": {"source": "npz", "path": str(tmp_path / "mine.npz")}}}, SCHEMA
+    )
+    config["datasets"]["mine"]["path"] = "mine.npz"  # as written, relative to the run folder
+    small = rehearsal.rehearsal_config(config, base=tmp_path)
+    assert small["datasets"]["mine"]["path"] == str(tmp_path / "mine.npz")
+
+
+def test_the_tables_a_grid_feeds_are_those_the_analysis_writes(local_grid_run):
+    """`expected_tables`, counted from the run specs alone, names every row and n of Tables 1-3
+    that the workflow's analysis wrote for the shared tiny grid."""
+    config = yaml.safe_load(GRID_CONFIG)
+    config["datasets"]["toy"]["path"] = str(local_grid_run / "toy.npz")
+    expected = rehearsal.expected_tables(Plan(validate_config(config, SCHEMA)))
+    tables = pd.read_csv(local_grid_run / "results/tables/training/tables.csv")
+    table3 = pd.read_csv(local_grid_run / "results/tables/theory/table3.csv", dtype={"labels": str})
+    assert table_problems(tables, expected["tables"], "Tables 1-2", "mean") == []
+    assert table_problems(table3, expected["table3"], "Table 3", "formula_mean") == []
+    assert len(tables) == len(expected["tables"]) and len(table3) == len(expected["table3"])
+    wrong = [{**expected["tables"][0], "n": expected["tables"][0]["n"] + 1}]
+    assert table_problems(tables, wrong, "Tables 1-2", "mean")[0].endswith(
+        f"has n = {wrong[0]['n'] - 1}, the grid gives {wrong[0]['n']}"
+    )
+
+
+def test_the_check_names_a_missing_figure_and_a_row_without_a_value(tmp_path):
+    figure, table = tmp_path / "a.png", tmp_path / "tables.csv"
+    figure.write_bytes(b"\x89PNG....")
+    table.write_text("table,comparison,dataset,mean,n\nTable 1,across seeds,c,,1\n")
+    table3 = tmp_path / "table3.csv"
+    table3.write_text("dataset,network,labels,inputs,n,formula_mean\nc,vgg11,true,none,2,0.9\n")
+    expected = {
+        "tables": [{"comparison": "across seeds", "dataset": "c", "n": 1}],
+        "table3": [{"dataset": "c", "network": "vgg11", "labels": "true", "n": 2}],
+    }
+    signature = {"files": [], "published": [], "training_figures": [], "blocks": {}}
+    problems, _ = check_rehearsal(
+        [figure, tmp_path / "b.pdf"], expected, signature, signature, table, table3
+    )
+    assert problems == [f"{tmp_path / 'b.pdf'} is missing or empty"]
+    problems, _ = check_rehearsal([figure], expected, signature, signature, table, table3)
+    assert problems == [
+        "Tables 1-2: comparison=across seeds, dataset=c has mean nan (not a finite value)"
+    ]
+
+
+# ------------------------------------------------------------------ synthetic torchvision copies
+
+
+@pytest.mark.parametrize("name", ["CIFAR10", "CIFAR100", "MNIST", "SVHN"])
+def test_a_synthetic_copy_reads_through_torchvisions_own_checks(tmp_path, name):
+    checksums = write_synthetic(name, tmp_path / "copy", train=200, test=100)
+    out = tmp_path / "data.h5"
+    build_dataset(
+        "d",
+        {"source": "torchvision", "name": name},
+        out,
+        tmp_path / "dl",
+        synthetic=tmp_path / "copy",
+    )
+    splits = load_torchvision(name, tmp_path / "again", str(tmp_path / "copy"), checksums=checksums)
+    assert len(splits.images["train"]) == 200 and len(splits.images["test"]) == 100
+    classes = 100 if name == "CIFAR100" else 10
+    assert np.bincount(splits.labels["train"]).tolist() == [200 // classes] * classes
+    assert out.is_file()
+
+
+def test_a_normal_config_refuses_a_synthetic_archive(tmp_path):
+    write_synthetic("CIFAR10", tmp_path / "copy", train=50, test=10)
+    with pytest.raises(
+        DatasetError,
+        match=r"is corrupt or not the CIFAR10 file: its md5 differs from c58f30108f718f92721af3b95e74349a \(the checksum torchvision expects\)",
+    ):
+        build_dataset(
+            "cifar10",
+            {
+                "source": "torchvision",
+                "name": "CIFAR10",
+                "archive": str(tmp_path / "copy" / "cifar-10-python.tar.gz"),
+            },
+            tmp_path / "out.h5",
+            tmp_path / "dl",
+        )
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_celeba_in_torchvisions_layout_with_one_attribute_as_the_label(tmp_path):
+    checksums = write_synthetic("CelebA", tmp_path / "copy", train=120, test=40)
+    assert set(checksums) == {"img_align_celeba.zip", "list_attr_celeba.txt", "identity_CelebA.txt",
+                              "list_bbox_celeba.txt", "list_landmarks_align_celeba.txt", "list_eval_partition.txt"}  # fmt: skip
+    splits = load_torchvision(
+        "CelebA", tmp_path / "dl", str(tmp_path / "copy"), checksums=checksums
+    )
+    assert splits.images["train"].shape == (110, 32, 32, 3)  # 10 of 120 are the valid partition
+    assert splits.images["test"].shape == (40, 32, 32, 3)
+    assert splits.class_names == ["not Smiling", "Smiling"]
+    # the synthetic Smiling (attribute 31) is present on images whose index + 31 is even
+    assert splits.labels["train"].tolist() == [(i + 31 + 1) % 2 for i in range(110)]
+    male = load_torchvision("CelebA", tmp_path / "dl", str(tmp_path / "copy"), checksums=checksums,
+                            attribute="Male", resize=(16, 24))  # fmt: skip
+    assert male.images["test"].shape == (40, 16, 24, 3)
+    assert male.labels["train"].tolist() == [(i + 20 + 1) % 2 for i in range(110)]
+    # the central square of a 218 x 178 face, resized
+    from PIL import Image
+
+    face = Image.open(tmp_path / "dl" / "celeba" / "img_align_celeba" / "000001.jpg").convert("RGB")
+    expected = np.asarray(face.crop((0, 20, 178, 198)).resize((32, 32), Image.BILINEAR))
+    assert np.array_equal(splits.images["train"][0], expected)
+
+
+def test_celeba_options_are_checked_before_any_job():
+    base = {"datasets": {"c": {"source": "torchvision", "name": "CelebA", "attribute": "Smiles"}}}
+    with pytest.raises(
+        ConfigError,
+        match="^config error: datasets.c.attribute = 'Smiles'; allowed: 5_o_Clock_Shadow, ",
+    ):
+        validate_config(base, SCHEMA)
+    cifar = {"datasets": {"c": {"source": "torchvision", "name": "CIFAR10", "resize": [16, 16]}}}
+    with pytest.raises(ConfigError) as error:
+        validate_config(cifar, SCHEMA)
+    assert str(error.value) == (
+        "config error: datasets.c.resize = [16, 16]; it applies only to name CelebA (this dataset is CIFAR10)"
+    )
+
+
+def test_the_rehearsal_refuses_a_directory_that_would_hold_a_real_grid(tmp_path):
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(tmp_path), "--configfile", str(ROOT / "config" / "config.yaml"),
+         "--config", "rehearsal=true", "-n", "--cores", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"config error: rehearsal = True works in rehearsal/ below the working directory, apart "
+        f"from a real grid's files, and --directory {tmp_path} would replace that; allowed: run "
+        f"it from the folder it belongs under, without --directory"
+    )
+    assert not (Path(tmp_path) / "rehearsal").exists()
+
+
+def test_the_paper_grids_binary_tasks_take_their_classes_from_the_synthetic_cifar10(tmp_path):
+    """Subsets name classes: a synthetic copy carries the real class names (the rehearsal of
+    config/paper.yaml once stopped at its car/truck, dog/frog, ... subsets without them)."""
+    from firstlayer.datasets.sources import DatasetFile
+
+    write_synthetic("CIFAR10", tmp_path / "copy", train=100, test=20)
+    parent = tmp_path / "cifar10.h5"
+    build_dataset("cifar10", {"source": "torchvision", "name": "CIFAR10"}, parent, tmp_path / "dl",
+                  synthetic=tmp_path / "copy")  # fmt: skip
+    config = shipped("paper.yaml")
+    subsets = {k: v for k, v in config["datasets"].items() if v["source"] == "subset"}
+    assert len(subsets) == 5
+    for key, spec in subsets.items():
+        build_dataset(key, spec, tmp_path / f"{key}.h5", tmp_path / "dl", parent_path=parent)
+        with DatasetFile(tmp_path / f"{key}.h5") as data:
+            assert data.class_names == spec["classes"] and data.count("train") == 20
