@@ -24,6 +24,7 @@ except InputError as error:
 wildcard_constraints:
     dataset=r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*",
     k=r"[1-9][0-9]*",
+    stride=r"[1-9][0-9]*",
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from firstlayer.common.architectures import check_architecture, check_fits
 from firstlayer.common.facts import STEM_SIZE, TORCHVISION_DATASETS
 from firstlayer.common.grid import MAX_NAME, build_grid
 from firstlayer.common.settings import check_labels, check_transform
@@ -302,7 +303,8 @@ def _check_semantics(config: dict) -> None:
                     f"config error: experiments.{block}.datasets[{position}] = "
                     f"{name!r}; allowed: a key of datasets ({known})"
                 )
-        for key, check in (("labels", check_labels), ("inputs", check_transform)):
+        checks = (("archs", check_architecture), ("labels", check_labels))
+        for key, check in (*checks, ("inputs", check_transform)):
             for position, name in enumerate(spec.get(key, [])):
                 try:
                     check(name)
@@ -310,6 +312,16 @@ def _check_semantics(config: dict) -> None:
                     raise ConfigError(
                         f"config error: experiments.{block}.{key}[{position}] = "
                         f"{name!r}; {str(error).split('; ', 1)[1]}"
+                    ) from None
+        for name in spec["datasets"]:
+            side = _side(datasets, name)
+            for position, arch in enumerate(spec["archs"] if side else []):
+                try:
+                    check_fits(arch, side)
+                except InputError as error:
+                    raise ConfigError(
+                        f"config error: experiments.{block}.archs[{position}] = {arch!r} on "
+                        f"{name}; {str(error).split(': ', 1)[1]}"
                     ) from None
     theory = config["theory"]
     if theory["datasets"] is None:
@@ -410,6 +422,16 @@ def _check_semantics(config: dict) -> None:
                         f"{model!r}; allowed: a torchvision model name "
                         f"(torchvision.models.list_models())"
                     )
+
+
+def _side(datasets: dict, name: str) -> int | None:
+    """The image side of a configured dataset where known before it is built (torchvision
+    datasets and their subsets), else None."""
+    spec = datasets[name]
+    if spec["source"] == "subset":
+        return _side(datasets, spec["of"]) if spec.get("of") in datasets else None
+    facts = TORCHVISION_DATASETS.get(spec.get("name"))
+    return facts.side if spec["source"] == "torchvision" and facts else None
 
 
 def _npy_kernel_size(path) -> int | None:

@@ -4,6 +4,8 @@ behind the names live in `firstlayer.training.manipulations`.
 
 Label settings: `true`, `random`, `decileN` (labels = decile of each image's patch energy along
 principal component N). Input transforms: `none`, `scaleNxA` (component N scaled by A > 0).
+Optimisers: `sgd` (the paper's recipe), `adamw`. Augmentations: `none` (the paper's recipe),
+`crop_flip` (a random crop of the image padded by 4 pixels, and a random horizontal flip).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ DECILE_LABELS = r"decile([1-9][0-9]*)"
 TRANSFORMS = ("none",)
 SCALE_TRANSFORM = r"scale([1-9][0-9]*)x([0-9]+(?:\.[0-9]+)?)"
 UNCHANGED = "none"
+OPTIMIZERS = ("sgd", "adamw")
+AUGMENTS = ("none", "crop_flip")
 
 LABEL_HELP = "true, random, decileN (N a principal component, 1-based)"
 TRANSFORM_HELP = "none, scaleNxA (component N scaled by A > 0, e.g. scale1x0.5)"
@@ -45,6 +49,16 @@ def check_transform(name: str) -> None:
         raise InputError(f"input transform {name!r}; allowed: {TRANSFORM_HELP}")
     if scaling is not None and not scaling[1] > 0:
         raise InputError(f"scale factor {scaling[1]:g} in {name!r}; allowed: a positive number")
+
+
+def check_optimizer(name: str) -> None:
+    if name not in OPTIMIZERS:
+        raise InputError(f"optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+
+
+def check_augment(name: str) -> None:
+    if name not in AUGMENTS:
+        raise InputError(f"augmentation {name!r}; allowed: {', '.join(AUGMENTS)}")
 
 
 def learned_unmanipulated(runs):

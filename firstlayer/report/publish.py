@@ -25,8 +25,10 @@ import pandas as pd
 from firstlayer.report.markdown import (
     findings_block,
     heldout_block,
+    recipes_block,
     replace_block,
     results_block,
+    strided_block,
     table3_block,
 )
 from firstlayer.report.paper import paper_block
@@ -34,7 +36,7 @@ from firstlayer.report.schema_doc import reference_block
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-RESULT_SETS = ("default", "extended")
+RESULT_SETS = ("default", "extended", "beyond")
 
 
 def _sha256(path: Path) -> str:
@@ -74,6 +76,8 @@ def generated_blocks(docs=DOCS) -> dict[str, list[tuple[str, str]]]:
     results.append(("paper", paper_block(docs / "results")))
     results.append(("table3", table3_block(docs / "results")))
     results.append(("heldout", heldout_block(docs / "results")))
+    results.append(("recipes", recipes_block(docs / "results")))
+    results.append(("strided", strided_block(docs / "results")))
     return {
         "configuration.md": [("config-reference", reference_block())],
         "results.md": results,

@@ -1,9 +1,11 @@
 """Training one network and recording its first layer along the way.
 
 The paper's recipe is the default: plain SGD (lr 0.01, no momentum, no weight decay), batch 256,
-cross-entropy, no augmentation. The training set lives on the device as one tensor and batches
-are index slices of a per-epoch permutation (no DataLoader). Random streams are separate and
-derived from the run's seed: initialisation, data order (one per epoch), labels. The
+cross-entropy, no augmentation. A run may instead use AdamW (its own lr and weight decay, betas
+0.9 and 0.999) and the crop_flip augmentation (`training.manipulations`). The training set lives
+on the device as one tensor and batches are index slices of a per-epoch permutation (no
+DataLoader). Random streams are separate and derived from the run's seed: initialisation, data
+order (one per epoch), augmentation draws (one per epoch), labels. The
 initialisation stream also takes the run's whole specification (`init_seed`), so no two distinct
 runs share an initialisation by accident.
 
@@ -32,8 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from firstlayer.common.architectures import first_layer
 from firstlayer.common.grid import RunSpec
-from firstlayer.common.settings import check_labels, check_transform
+from firstlayer.common.settings import (
+    check_augment,
+    check_labels,
+    check_optimizer,
+    check_transform,
+)
 from firstlayer.datasets.sources import DatasetFile, selected_chunks
 from firstlayer.errors import InputError
 from firstlayer.h5io import atomic_h5, open_checked
@@ -45,7 +53,13 @@ from firstlayer.training.devices import (
     gpu_request,
     select_device,
 )
-from firstlayer.training.manipulations import Context, apply_labels, apply_transform
+from firstlayer.training.manipulations import (
+    Context,
+    apply_labels,
+    apply_transform,
+    augmenter,
+    crop_flip_draws,
+)
 from firstlayer.training.models import build
 
 FORMAT = "firstlayer.run"
@@ -122,6 +136,9 @@ def prepare_data(spec: RunSpec, dataset_path, device):
     with the run's label setting and input transform applied."""
     check_labels(spec.labels)
     check_transform(spec.inputs)
+    check_optimizer(spec.optimizer)
+    check_augment(spec.augment)
+    k = first_layer(spec.arch).k
     with DatasetFile(dataset_path) as data:
         train_labels = data.labels("train")
         subset = balanced_subset(train_labels, spec.n_train, spec.subset_seed)
@@ -134,7 +151,7 @@ def prepare_data(spec: RunSpec, dataset_path, device):
         )
         test_images = _read(data.images("test"), test_subset)
         mean, std, classes = data.mean, data.std, len(data.class_names)
-    context = Context(train_images, mean, std)
+    context = Context(train_images, mean, std, k)
     labels = apply_labels(
         spec.labels, train_labels[subset], context, derive_seed(spec.seed, "labels")
     )
@@ -158,6 +175,8 @@ def prepare_data(spec: RunSpec, dataset_path, device):
         "y_test": torch.from_numpy(test_labels[test_subset]).to(device),
         "classes": classes,
         "channels": train_images.shape[-1],
+        # a black pixel in the standardised input space (crop_flip pads with it)
+        "black": torch.tensor(-np.asarray(mean) / np.asarray(std), dtype=torch.float32).to(device),
         "subset": subset,
         "labels": labels,
     }
@@ -287,17 +306,18 @@ def train(
             log(warning)
     data = prepare_data(spec, dataset_path, device)
     torch.manual_seed(init_seed(spec))
-    model = build(spec.arch, spec.first_width, spec.width, data["classes"], data["channels"]).to(
-        device, memory_format=torch.channels_last
-    )
+    model = build(
+        spec.arch,
+        spec.first_width,
+        spec.width,
+        data["classes"],
+        data["channels"],
+        side=data["x"].shape[-1],
+    ).to(device, memory_format=torch.channels_last)
     if spec.frozen:
         model.first_conv.weight.requires_grad_(False)
-    optimizer = torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=spec.lr,
-        momentum=spec.momentum,
-        weight_decay=spec.weight_decay,
-    )
+    optimizer = make_optimizer(spec, [p for p in model.parameters() if p.requires_grad])
+    augment = augmenter(spec.augment, data["black"])
     n = len(data["y"])
     steps_per_epoch = -(-n // spec.batch_size)
     recorded = record_steps(steps_per_epoch, spec.epochs, spec.lr, spec.record_lr_steps)
@@ -322,9 +342,10 @@ def train(
         norms2 = filter_norms2(model)
         log(f"resuming from the checkpoint after epoch {state['epoch']} (step {state['step']})")
     log(
-        f"training {spec.arch} (first layer {spec.first_width} filters"
-        f"{', frozen' if spec.frozen else ''}) "
-        f"on {n} images, labels {spec.labels}, {spec.epochs} epochs, device {device}"
+        f"training {spec.arch} (first layer {spec.first_width} filters, "
+        f"{first_layer(spec.arch)}{', frozen' if spec.frozen else ''}) "
+        f"on {n} images, labels {spec.labels}, {spec.epochs} epochs, {spec.optimizer} lr "
+        f"{spec.lr:g}, augmentation {spec.augment}, device {device}"
         f"{f' ({mode} mode)' if device.type == 'cuda' else ''}"
     )
 
@@ -344,6 +365,10 @@ def train(
         order = torch.from_numpy(
             np.random.default_rng(derive_seed(spec.seed, "order", epoch)).permutation(n)
         ).to(device)
+        draws = None
+        if augment is not None:
+            seed = derive_seed(spec.seed, "augment", epoch)
+            draws = torch.from_numpy(crop_flip_draws(n, seed)).to(device)
         sums = train_epoch(
             model,
             optimizer,
@@ -353,6 +378,8 @@ def train(
             spec,
             device,
             on_step=lambda: on_step(state),
+            augment=augment,
+            draws=draws,
         )
         test = evaluate(model, data["x_test"], data["y_test"], spec, device)
         total_loss, total_correct, test_loss, test_acc = (v.item() for v in (*sums, *test))
@@ -383,14 +410,37 @@ def train(
     return state
 
 
-def train_epoch(model, optimizer, x, y, order, spec: RunSpec, device, on_step=None):
+def make_optimizer(spec: RunSpec, parameters) -> torch.optim.Optimizer:
+    """The run's optimiser: SGD (lr, momentum, weight decay: the paper's recipe) or AdamW (its lr
+    and decoupled weight decay, betas 0.9 and 0.999, eps 1e-8)."""
+    check_optimizer(spec.optimizer)
+    if spec.optimizer == "adamw":
+        if spec.momentum:
+            raise InputError(
+                f"optimizer adamw with momentum={spec.momentum:g}; allowed: momentum 0 "
+                f"(AdamW's betas are 0.9, 0.999)"
+            )
+        return torch.optim.AdamW(
+            parameters, lr=spec.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=spec.weight_decay
+        )
+    return torch.optim.SGD(
+        parameters, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
+    )
+
+
+def train_epoch(
+    model, optimizer, x, y, order, spec: RunSpec, device, on_step=None, augment=None, draws=None
+):
     """One pass over `order` in batches of index slices; returns (summed loss, correct) as 0-d
-    tensors on the device: no host synchronisation per step."""
+    tensors on the device: no host synchronisation per step. `augment(images, draws)`, given,
+    transforms each batch with the rows of `draws` that belong to its positions in `order`."""
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), device=device, dtype=torch.long)
     for first in range(0, len(order), spec.batch_size):
         index = order[first : first + spec.batch_size]
         inputs, targets = x[index], y[index]
+        if augment is not None:
+            inputs = augment(inputs, draws[first : first + spec.batch_size])
         with _autocast(spec, device):
             out = model(inputs).float()
         loss = F.cross_entropy(out, targets)
