@@ -2,11 +2,6 @@
 patchify stem), the AdamW optimiser and the crop_flip augmentation as grid axes."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -191,37 +186,6 @@ def test_adamw_and_crop_flip_runs_are_reproducible_from_their_spec(toy, tmp_path
     assert runs["a"].weights.shape[2:] == (3, 4, 4)
     assert not np.array_equal(runs["a"].final, runs["plain"].final)  # the augmentation acted
     assert json.loads(json.dumps(runs["a"].spec.as_dict()))["augment"] == "crop_flip"
-
-
-def test_a_killed_augmented_adamw_run_resumes_and_ends_identical(toy, tmp_path):
-    """SIGKILL after a checkpoint: the rerun resumes (AdamW's moments and the per-epoch
-    augmentation draws included) and ends bit-identical to an uninterrupted run."""
-    spec = RunSpec(**{**TINY, "arch": "patchcnn", "epochs": 6, "optimizer": "adamw", "lr": 1e-3,
-                      "weight_decay": 0.05, "augment": "crop_flip", "seed": 4})  # fmt: skip
-
-    def start(name):
-        return subprocess.Popen(
-            [sys.executable, "-m", "firstlayer.training.run", "--spec",
-             json.dumps(spec.as_dict()), "--data", str(toy), "--out", str(tmp_path / f"{name}.h5"),
-             "--checkpoint", str(tmp_path / f"{name}.pt"), "--threads", "1",
-             "--checkpoint-minutes", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-
-    torch.set_num_threads(1)  # the reference in this process, as the subprocess trains
-    train(spec, toy, tmp_path / "ref.h5", tmp_path / "ref.pt", log=lambda m: None)
-    proc, checkpoint = start("run"), tmp_path / "run.pt"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL and not (tmp_path / "run.h5").exists()
-    resumed = start("run")
-    output = resumed.communicate(timeout=300)[0]
-    assert resumed.returncode == 0 and "resuming from the checkpoint after epoch" in output
-    a, b = read_run(tmp_path / "ref.h5"), read_run(tmp_path / "run.h5")
-    assert np.array_equal(a.weights, b.weights)
-    assert np.array_equal(a.metrics["test_loss"], b.metrics["test_loss"])
 
 
 def test_a_stride_k_profile_is_the_projection_on_the_k_x_k_basis(toy, tmp_path):

@@ -33,7 +33,8 @@ experiments:
   labels: {datasets: [toy], first_widths: [8], widths: [0.0625], seeds: [0, 1], labels: [true, random]}
   frozen: {datasets: [toy], archs: [vgg11, vgg13], first_widths: [8], widths: [0.0625], frozen: [true, false]}
   scaled: {datasets: [toy], first_widths: [8], widths: [0.0625], seeds: [0, 1], inputs: [scale2x4]}
-  beyond: {datasets: [toy], archs: [patchcnn, vit1], first_widths: [8], widths: [0.25], optimizers: [sgd, adamw]}
+  patchify: {datasets: [toy], archs: [patchcnn], first_widths: [8], widths: [0.25], optimizers: [sgd, adamw]}
+  vit: {datasets: [toy], archs: [vit1], first_widths: [8], widths: [0.25], optimizers: [adamw]}
   augmented: {datasets: [toy], first_widths: [8], widths: [0.0625], optimizers: [adamw], augments: [crop_flip], settings: {epochs: 8}}
 """
 # the beyond-the-paper runs (4x4 stride-4 first layers, AdamW, crop_flip) of TINY_CONFIG
@@ -94,7 +95,7 @@ def test_whole_chain_builds_every_output(full_run):
 
 def test_training_grid_tables_and_figures(full_run):
     runs = sorted(p.name for p in (full_run / "results" / "runs").iterdir())
-    assert len(runs) == 14  # 4 (labels) + 4 (frozen) - 1 shared + 2 (scaled) + 4 + 1 (beyond)
+    assert len(runs) == 13  # 4 (labels) + 4 (frozen) - 1 shared + 2 (scaled) + 2 + 1 + 1 (beyond)
     assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.h5" in runs
     assert "toy_vgg13_f8_w0.0625_true_s0_e2_n48_frozen.h5" in runs
     for figure in ("tables", "heatmap", "true_vs_random", "consistency", "frozen"):
@@ -107,12 +108,12 @@ def test_training_grid_tables_and_figures(full_run):
     assert rows.loc["across seeds", "n"] == 1 and rows.loc["true vs random labels", "n"] == 4
     assert rows.loc["trained vs init", "n"] == 3 and rows["mean"].between(-1, 1).all()
     profiles = pd.read_csv(full_run / "results" / "tables" / "training" / "profiles.csv")
-    assert profiles["run"].nunique() == 14
+    assert profiles["run"].nunique() == 13
     assert set(profiles[profiles["arch"].str.startswith("vgg")]["component"]) == set(range(1, 28))
     frozen = profiles[profiles["frozen"] & (profiles["step"] > 0)]
     assert len(frozen) and (frozen["energy"] == 0).all()
     metrics = pd.read_csv(full_run / "results" / "tables" / "training" / "metrics.csv")
-    assert len(metrics) == 13 * 2 + 8
+    assert len(metrics) == 12 * 2 + 8
     assert (
         "resuming" not in (full_run / "logs" / "train" / runs[0].replace(".h5", ".log")).read_text()
     )
@@ -125,10 +126,10 @@ def test_theory_tables_and_figures(full_run):
     for name in ("fits", "fitted_t"):
         assert (results / "figures" / "theory" / f"{name}.png").stat().st_size > 1000, name
     filters = sorted(p.name for p in (results / "figures" / "theory" / "filters").glob("*.png"))
-    assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.png" in filters and len(filters) == 3 + 5
+    assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.png" in filters and len(filters) == 3 + 4
     table = pd.read_csv(results / "tables" / "theory" / "table3.csv").set_index("network")
     # every run has its own init, a baseline sample of its first layer's geometry
-    assert table.loc["random init, 3x3", "n"] == 10 and table.loc["random init, 4x4", "n"] == 4
+    assert table.loc["random init, 3x3", "n"] == 10 and table.loc["random init, 4x4", "n"] == 3
     assert table["formula_mean"].between(-1, 1).all() and table["exact_mean"].between(-1, 1).all()
     assert table["best_null"].isin(["lambda_power", "index_exp", "index_power"]).all()
     verdicts = ["formula better", "null better", "indistinguishable", "one value: no verdict"]
@@ -136,7 +137,7 @@ def test_theory_tables_and_figures(full_run):
     assert (table["verdict_r"] == "one value: no verdict").eq(table["n"] == 1).all()
     assert table["paper_mean"].between(-1, 1).all()
     fits = pd.read_csv(results / "tables" / "theory" / "fits.csv")
-    assert fits[fits["final"]]["run"].nunique() == 14 - 2  # frozen runs learn nothing to fit
+    assert fits[fits["final"]]["run"].nunique() == 13 - 2  # frozen runs learn nothing to fit
     heldout = pd.read_csv(results / "tables" / "theory" / "heldout_rescaling.csv")
     assert list(heldout["manipulation"]) == ["scale2x4"] and list(heldout["n"]) == [2]
     per_run = pd.read_csv(results / "tables" / "theory" / "manipulations.csv")
@@ -208,8 +209,8 @@ def test_recipes_and_geometries_are_never_pooled(full_run):
     consistency = pd.read_csv(tables / "training" / "tables.csv")
     assert set(consistency["first_layer"]) == {"3x3 stride 1", "4x4 stride 4"}
     recipes = pd.read_csv(tables / "theory" / "recipes.csv", dtype={"labels": str})
-    # vgg11 true and random, vgg13 (sgd); patchcnn, vit1 x sgd, adamw; vgg11 adamw (8 epochs)
-    assert len(recipes) == 3 + 4 + 1
+    # vgg11 true and random, vgg13 (sgd); patchcnn x sgd, adamw; vit1 adamw; vgg11 adamw, e8
+    assert len(recipes) == 3 + 3 + 1
     row = recipes[(recipes["arch"] == "patchcnn") & (recipes["optimizer"] == "adamw")].iloc[0]
     assert row["vs_paper_n"] == 1 and row["first_layer"] == "4x4 stride 4"
     assert recipes["relative_change_mean"].gt(0).all()

@@ -377,9 +377,19 @@ class Plan:
                 files[f"results/figures/theory/filters/{self.filter_runs()[0]}.png"] = "filters.png"
             for path in self.stride_tables():
                 files[path] = f"{path.split('/')[-2]}_{path.split('/')[-1]}"
+            for dataset, k, _ in self.strided_geometries():  # the basis their profiles are on
+                if k in patches["k"] and dataset == patches["datasets"][0]:
+                    source = f"results/figures/patches/{dataset}/k{k}_components.png"
+                    files[source] = f"patch_components_k{k}.png"
             if self.beyond_the_paper():
                 files["results/tables/theory/recipes.csv"] = "recipes.csv"
                 files["results/figures/theory/recipes.png"] = "recipes.png"
+                # the filters of each network and optimiser (true labels, no augmentation)
+                for name in self.filter_runs():
+                    spec = self.spec(name)
+                    if spec.labels == "true" and spec.augment == LATER_DEFAULTS["augment"]:
+                        stem = f"filters_{spec.arch}_{spec.optimizer}.png"
+                        files[f"results/figures/theory/filters/{name}.png"] = stem
             if len({spec.dataset for spec in self.specs}) > 1:  # else nothing to predict
                 for name in ("cross_dataset", "cross_dataset_summary"):
                     files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"
