@@ -205,3 +205,19 @@ def test_a_stride_k_profile_is_the_projection_on_the_k_x_k_basis(toy, tmp_path):
     conv = F.conv2d(torch.from_numpy(images[:1]).permute(0, 3, 1, 2).double(),
                     torch.from_numpy(run.final).double(), stride=4)  # fmt: skip
     assert conv.shape[-2:] == (4, 4)
+
+
+def test_too_few_patches_for_a_large_kernel_is_one_line_before_any_fit():
+    """A 16x16 layer's statistics from a handful of small images have more dimensions than
+    patches (20, so rank 19: 749 components of zero variance): the fits stop with one line
+    saying so, not a formula error."""
+    from firstlayer.theory.fits import check_spectrum
+
+    stats = patch_statistics(smooth_images(5, 17, 17, 3), 16, [0.5] * 3, [0.2] * 3)
+    with pytest.raises(InputError) as error:
+        check_spectrum(stats, "results/patches/toy/k16.h5")
+    assert str(error.value) == (
+        "results/patches/toy/k16.h5: 749 of the 768 components of the 16x16x3 patches have zero "
+        "variance (20 patches); the formula needs every lambda > 0; allowed: more images "
+        "(patches.n_images) or a smaller k"
+    )

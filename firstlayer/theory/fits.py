@@ -34,6 +34,21 @@ from firstlayer.training.analysis import recipe_columns, spec_columns
 EXACT_TAU_RANGE = (1e-4, 1e8)
 
 
+def check_spectrum(stats, where) -> None:
+    """One line, before any fit, when patch statistics have components of zero variance (more
+    dimensions than patches, e.g. 16x16x3 patches of a few small images): the formula needs
+    every lambda > 0."""
+    from firstlayer.errors import InputError
+
+    zeros = int(np.sum(stats.lambdas <= 1e-6 * stats.lambdas.max()))  # variance 1e-12 of the top
+    if zeros:
+        raise InputError(
+            f"{where}: {zeros} of the {stats.d} components of the {stats.k}x{stats.k}x"
+            f"{stats.channels} patches have zero variance ({stats.count} patches); the formula "
+            f"needs every lambda > 0; allowed: more images (patches.n_images) or a smaller k"
+        )
+
+
 def fit_profiles(
     profiles: pd.DataFrame,
     stats: dict,
@@ -236,6 +251,8 @@ def fit_study(profiles: pd.DataFrame, stats_paths, feature_paths, eta: float, ta
     from firstlayer.patches.stats import read_stats_files
 
     stats = read_stats_files(stats_paths)
+    for (dataset, k), spectrum in stats.items():
+        check_spectrum(spectrum, f"results/patches/{dataset}/k{k}.h5")
     features = {}
     for path in feature_paths:
         data = read_image_features(path)
@@ -286,6 +303,7 @@ def pretrained_fits(
         layer = read_first_layer(path)
         if layer.k != stats.k:
             continue
+        check_spectrum(stats, f"patch statistics for {layer.name}")
         if layer.input_mean.size == 0:  # a user file without its own normalisation
             layer.input_mean, layer.input_std = map(np.asarray, dataset_norm)
         space = (
