@@ -224,12 +224,16 @@ def test_a_killed_augmented_adamw_run_resumes_in_the_workflow(full_run, tmp_path
     group, SIGKILL) after a checkpoint, resumes on the next invocation and ends bit-identical
     to the same run trained without interruption."""
     import os
+    import shutil
     import signal
     import time
 
     from firstlayer.training.run import read_run
 
     workdir = make_workdir(tmp_path / "kill")
+    dataset = workdir / "resources" / "datasets" / "toy.h5"  # the same dataset, built once
+    dataset.parent.mkdir(parents=True)
+    shutil.copy2(full_run / "resources" / "datasets" / "toy.h5", dataset)
     target = f"results/runs/{AUGMENTED}.h5"
     command = SNAKEMAKE + ["--directory", str(workdir), "--configfile", "config.yaml",
                            "--cores", "1", target]  # fmt: skip
