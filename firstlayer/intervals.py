@@ -73,3 +73,25 @@ def interval_over_runs(values, runs, level: float = 0.95, bounds=None):
     if bounds is not None:
         low, high = max(low, bounds[0]), min(high, bounds[1])
     return mean, float(low), float(high), n
+
+
+def difference_interval(a, b, level: float = 0.95):
+    """(mean(a) - mean(b), low, high, n_a, n_b): the difference of the means of two independent
+    samples (e.g. the runs of two recipes) with Welch's t interval; no spread unless both
+    samples have at least two finite values."""
+    from scipy.stats import t as student_t
+
+    a, b = (np.asarray(v, np.float64) for v in (a, b))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if not len(a) or not len(b):
+        return float("nan"), float("nan"), float("nan"), len(a), len(b)
+    mean = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return mean, float("nan"), float("nan"), len(a), len(b)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return mean, mean, mean, len(a), len(b)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(student_t.ppf((1 + level) / 2, dof) * se)
+    return mean, mean - half, mean + half, len(a), len(b)

@@ -49,6 +49,7 @@ if REHEARSAL:
 wildcard_constraints:
     dataset=r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*",
     k=r"[1-9][0-9]*",
+    stride=r"[1-9][0-9]*",
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     stamp=r"[0-9]{8}T[0-9]{6}",

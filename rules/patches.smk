@@ -81,3 +81,24 @@ rule fig_patch_components:
     """Named target: the principal components as images, every configured dataset and k."""
     input:
         PLAN.patch_figures("components"),
+
+
+rule strided_stats:
+    """The patch statistics of a stride-s grid of k x k positions (what a patchify stem sees),
+    on the images of the all-position statistics, and how they differ component by component."""
+    input:
+        dataset="resources/datasets/{dataset}.h5",
+        stats="results/patches/{dataset}/k{k}.h5",
+    output:
+        stats="results/patches/{dataset}/k{k}_stride{stride}.h5",
+        table="results/tables/patches/{dataset}/k{k}_stride{stride}.csv",
+    log:
+        "logs/strided_stats/{dataset}_k{k}_stride{stride}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+    params:
+        code=code("strided_stats.py"),
+    script:
+        "../scripts/strided_stats.py"

@@ -187,7 +187,7 @@ rule whitening:
     input:
         dataset="resources/datasets/{dataset}.h5",
         stats=lambda wc: f"results/patches/{wc.dataset}/k{THEORY['whitening']['k']}.h5",
-        runs=lambda wc: expand("results/runs/{run}.h5", run=PLAN.learned_runs(wc.dataset, "true")),
+        runs=lambda wc: expand("results/runs/{run}.h5", run=PLAN.whitening_runs(wc.dataset)),
     output:
         table="results/tables/theory/{dataset}/whitening.csv",
         pdf="results/figures/theory/{dataset}/whitening.pdf",
@@ -312,3 +312,41 @@ rule manipulations:
 rule fig_manipulations:
     input:
         PLAN.manipulation_figures(),
+
+
+rule recipes:
+    """Beyond the paper's recipe: every cell (architecture, optimiser, augmentation, labels)
+    against the paper's recipe of the same architecture: accuracy, how far the first layer
+    moved, profile correlations, the formula against the best null and the fitted exponent."""
+    input:
+        profiles="results/tables/training/profiles.csv",
+        metrics="results/tables/training/metrics.csv",
+        fits="results/tables/theory/fits.csv",
+        datasets=PLAN.training_dataset_files(),
+        runs=PLAN.strided_runs(),
+        strided=PLAN.strided_stats(),
+        stats=PLAN.training_patch_stats(),
+    output:
+        table="results/tables/theory/recipes.csv",
+        pdf="results/figures/theory/recipes.pdf",
+        png=report(
+            "results/figures/theory/recipes.png",
+            caption="../report/recipes.rst",
+            category="Theory",
+            labels={"figure": "recipes"},
+        ),
+    log:
+        "logs/theory/recipes.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+    params:
+        code=code("recipes.py"),
+    script:
+        "../scripts/recipes.py"
+
+
+rule fig_recipes:
+    input:
+        PLAN.recipe_outputs(),

@@ -56,7 +56,8 @@ def test_the_torch_free_count_is_torchs_count(arch):
         (7, 0.3, 2, 3, 17),
     ]:
         with torch.device("meta"):  # shapes only: no memory, no arithmetic
-            model = build(arch, first_width, width, classes, channels)
+            # eval: a 1x1 map of one image is no batch for batch norm in training mode
+            model = build(arch, first_width, width, classes, channels, side).eval()
             with FlopCounterMode(display=False) as counter:
                 model(torch.zeros(1, channels, side, side))
         cost = network_cost(arch, first_width, width, classes, channels, side)

@@ -216,3 +216,29 @@ def test_command_line(tmp_path, stats, capsys):
     assert np.allclose(table["patch_std"], stats.lambdas)
     assert cli_main([str(tmp_path / "w.npy"), str(tmp_path / "missing.h5")]) == 2
     assert "not a readable HDF5 file" in capsys.readouterr().err
+
+
+def test_command_line_profiles_any_kernel_size_on_a_dataset_file(tmp_path, stats, capsys):
+    """Given a dataset file, firstlayer-profile computes the statistics of the layer's own k x k
+    patches (here 8x8, as a ViT's patch embedding at toy scale: d = 192); a kernel that does not
+    match a statistics file is one line."""
+    from conftest import write_toy_dataset
+
+    from firstlayer.datasets.sources import DatasetFile, sample_indices
+
+    data = write_toy_dataset(tmp_path / "toy.h5", 30, 5, 16)
+    weight = np.random.default_rng(6).normal(size=(4, 3, 8, 8))
+    np.save(tmp_path / "w8.npy", weight)
+    out = tmp_path / "p.csv"
+    assert cli_main([str(tmp_path / "w8.npy"), str(data), "--images", "20", "--out", str(out)]) == 0
+    with DatasetFile(data) as dataset:
+        chosen = sample_indices(dataset.count("train"), 20, 0)
+        expected = patch_statistics(dataset.images("train")[()][chosen], 8, dataset.mean,
+                                    dataset.std)  # fmt: skip
+    table = pd.read_csv(out)
+    assert len(table) == 192 and np.allclose(table["patch_std"], expected.lambdas)
+    assert np.allclose(table["energy"], energy_profile(weight, expected.eigenvectors))
+    capsys.readouterr()
+    assert cli_main([str(tmp_path / "w8.npy"), str(stats[1])]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "first layer 3x8x8 does not match patches 3x3x3" in error

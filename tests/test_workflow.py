@@ -33,7 +33,13 @@ experiments:
   labels: {datasets: [toy], first_widths: [8], widths: [0.0625], seeds: [0, 1], labels: [true, random]}
   frozen: {datasets: [toy], archs: [vgg11, vgg13], first_widths: [8], widths: [0.0625], frozen: [true, false]}
   scaled: {datasets: [toy], first_widths: [8], widths: [0.0625], seeds: [0, 1], inputs: [scale2x4]}
+  patchify: {datasets: [toy], archs: [patchcnn], first_widths: [8], widths: [0.25], optimizers: [sgd, adamw]}
+  vit: {datasets: [toy], archs: [vit1], first_widths: [8], widths: [0.25], optimizers: [adamw]}
+  augmented: {datasets: [toy], first_widths: [8], widths: [0.0625], optimizers: [adamw], augments: [crop_flip], settings: {epochs: 8}}
 """
+# the beyond-the-paper runs (4x4 stride-4 first layers, AdamW, crop_flip) of TINY_CONFIG
+PATCHIFY = "toy_patchcnn_f8_w0.25_true_s0_e2_n48_adamw"
+AUGMENTED = "toy_vgg11_f8_w0.0625_true_s0_e8_n48_adamw_crop_flip"
 
 
 def make_workdir(path: Path) -> Path:
@@ -89,7 +95,7 @@ def test_whole_chain_builds_every_output(full_run):
 
 def test_training_grid_tables_and_figures(full_run):
     runs = sorted(p.name for p in (full_run / "results" / "runs").iterdir())
-    assert len(runs) == 9  # 4 (labels) + 4 (frozen) - 1 shared + 2 (scaled)
+    assert len(runs) == 13  # 4 (labels) + 4 (frozen) - 1 shared + 2 (scaled) + 2 + 1 + 1 (beyond)
     assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.h5" in runs
     assert "toy_vgg13_f8_w0.0625_true_s0_e2_n48_frozen.h5" in runs
     for figure in ("tables", "heatmap", "true_vs_random", "consistency", "frozen"):
@@ -97,15 +103,17 @@ def test_training_grid_tables_and_figures(full_run):
             full_run / "results" / "figures" / "training" / f"{figure}.png"
         ).stat().st_size > 1000
     tables = pd.read_csv(full_run / "results" / "tables" / "training" / "tables.csv")
-    rows = tables.set_index("comparison")
+    paper = (tables["optimizer"] == "sgd") & (tables["augment"] == "none")
+    rows = tables[paper & (tables["first_layer"] == "3x3 stride 1")].set_index("comparison")
     assert rows.loc["across seeds", "n"] == 1 and rows.loc["true vs random labels", "n"] == 4
     assert rows.loc["trained vs init", "n"] == 3 and rows["mean"].between(-1, 1).all()
     profiles = pd.read_csv(full_run / "results" / "tables" / "training" / "profiles.csv")
-    assert profiles["run"].nunique() == 9 and set(profiles["component"]) == set(range(1, 28))
+    assert profiles["run"].nunique() == 13
+    assert set(profiles[profiles["arch"].str.startswith("vgg")]["component"]) == set(range(1, 28))
     frozen = profiles[profiles["frozen"] & (profiles["step"] > 0)]
     assert len(frozen) and (frozen["energy"] == 0).all()
     metrics = pd.read_csv(full_run / "results" / "tables" / "training" / "metrics.csv")
-    assert len(metrics) == 9 * 2
+    assert len(metrics) == 12 * 2 + 8
     assert (
         "resuming" not in (full_run / "logs" / "train" / runs[0].replace(".h5", ".log")).read_text()
     )
@@ -118,9 +126,10 @@ def test_theory_tables_and_figures(full_run):
     for name in ("fits", "fitted_t"):
         assert (results / "figures" / "theory" / f"{name}.png").stat().st_size > 1000, name
     filters = sorted(p.name for p in (results / "figures" / "theory" / "filters").glob("*.png"))
-    assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.png" in filters and len(filters) == 3
+    assert "toy_vgg11_f8_w0.0625_true_s0_e2_n48.png" in filters and len(filters) == 3 + 4
     table = pd.read_csv(results / "tables" / "theory" / "table3.csv").set_index("network")
-    assert table.loc["random init", "n"] == 9  # every run has its own init, a baseline sample
+    # every run has its own init, a baseline sample of its first layer's geometry
+    assert table.loc["random init, 3x3", "n"] == 10 and table.loc["random init, 4x4", "n"] == 3
     assert table["formula_mean"].between(-1, 1).all() and table["exact_mean"].between(-1, 1).all()
     assert table["best_null"].isin(["lambda_power", "index_exp", "index_power"]).all()
     verdicts = ["formula better", "null better", "indistinguishable", "one value: no verdict"]
@@ -128,7 +137,7 @@ def test_theory_tables_and_figures(full_run):
     assert (table["verdict_r"] == "one value: no verdict").eq(table["n"] == 1).all()
     assert table["paper_mean"].between(-1, 1).all()
     fits = pd.read_csv(results / "tables" / "theory" / "fits.csv")
-    assert fits[fits["final"]]["run"].nunique() == 9 - 2  # frozen runs learn nothing to fit
+    assert fits[fits["final"]]["run"].nunique() == 13 - 2  # frozen runs learn nothing to fit
     heldout = pd.read_csv(results / "tables" / "theory" / "heldout_rescaling.csv")
     assert list(heldout["manipulation"]) == ["scale2x4"] and list(heldout["n"]) == [2]
     per_run = pd.read_csv(results / "tables" / "theory" / "manipulations.csv")
@@ -144,7 +153,10 @@ def test_theory_tables_and_figures(full_run):
     assert len(labels) == 3 * 27 and labels["correlation"].between(-1, 1).all()
     whitening = pd.read_csv(results / "tables" / "theory" / "toy" / "whitening.csv")
     assert whitening.groupby("input")["distance"].max().eq(6).all()
-    assert set(whitening["input"]) >= {"RGB input", "trained first layer"}
+    # stride-1 first layers only, one curve per recipe: the strided stems' responses are sparse
+    inputs = set(whitening["input"])
+    assert {"RGB input", "trained first layer (sgd, none)"} <= inputs
+    assert "trained first layer (adamw, crop_flip)" in inputs and len(inputs) == 7
 
 
 def test_patch_statistics_of_the_run_are_exact(full_run):
@@ -162,6 +174,86 @@ def test_patch_statistics_of_the_run_are_exact(full_run):
     expected = patch_statistics(images[indices], 5, mean, std)
     assert np.allclose(stats.covariance, expected.covariance, rtol=1e-10, atol=1e-13)
     assert stats.count == 40 * 12 * 12
+
+
+def test_a_patchify_stem_is_profiled_on_the_pca_of_its_own_4x4_patches(full_run):
+    """The workflow's profile of a 4x4 stride-4 stem equals the projection of its change on the
+    eigenvectors of a direct covariance of every 4x4 patch of the sampled images."""
+    from firstlayer.patches.stats import eigendecompose
+    from firstlayer.training.run import read_run
+
+    with h5py.File(full_run / "results" / "patches" / "toy" / "k4.h5") as handle:
+        indices = handle["image_indices"][()]
+    images = np.load(full_run / "toy.npz")["x"]
+    mean = (images / 255).reshape(-1, 3).mean(0)
+    std = (images / 255).reshape(-1, 3).std(0)
+    x = (images[indices] / 255 - mean) / std
+    patches = np.asarray([x[n, i : i + 4, j : j + 4].transpose(2, 0, 1).ravel()
+                          for n in range(len(x)) for i in range(13) for j in range(13)])  # fmt: skip
+    _, basis = eigendecompose(np.cov(patches, rowvar=False, bias=True))
+    run = read_run(full_run / "results" / "runs" / f"{PATCHIFY}.h5")
+    expected = np.sqrt(np.mean(((run.final - run.init).reshape(8, 48) @ basis) ** 2, axis=0))
+    profiles = pd.read_csv(full_run / "results" / "tables" / "training" / "profiles.csv")
+    final = profiles[(profiles["run"] == PATCHIFY) & (profiles["step"] == run.steps[-1])]
+    assert np.allclose(final.sort_values("component")["energy"], expected, rtol=1e-6)
+
+
+def test_recipes_and_geometries_are_never_pooled(full_run):
+    """Table 3, Tables 1-2 and the recipe table keep optimisers, augmentations and first-layer
+    geometries apart; the stride-4 grid's statistics are measured beside all positions'."""
+    tables = full_run / "results" / "tables"
+    table3 = pd.read_csv(tables / "theory" / "table3.csv")
+    learned = table3[~table3["network"].str.startswith("random init")]
+    cells = learned.groupby(["network", "labels", "inputs", "optimizer", "augment"]).size()
+    assert (cells == 1).all() and ("patchcnn", "true", "none", "adamw", "none") in cells.index
+    consistency = pd.read_csv(tables / "training" / "tables.csv")
+    assert set(consistency["first_layer"]) == {"3x3 stride 1", "4x4 stride 4"}
+    recipes = pd.read_csv(tables / "theory" / "recipes.csv", dtype={"labels": str})
+    # vgg11 true and random, vgg13 (sgd); patchcnn x sgd, adamw; vit1 adamw; vgg11 adamw, e8
+    assert len(recipes) == 3 + 3 + 1
+    row = recipes[(recipes["arch"] == "patchcnn") & (recipes["optimizer"] == "adamw")].iloc[0]
+    assert row["vs_paper_n"] == 1 and row["first_layer"] == "4x4 stride 4"
+    assert recipes["relative_change_mean"].gt(0).all()
+    strided = pd.read_csv(tables / "patches" / "toy" / "k4_stride4.csv")
+    assert len(strided) == 48 and strided["std_ratio"].between(0.5, 2).all()
+    assert np.isclose(strided["subspace_overlap"].iloc[-1], 1.0)  # all 48 span the same space
+
+
+def test_a_killed_augmented_adamw_run_resumes_in_the_workflow(full_run, tmp_path):
+    """The workflow's train job of an AdamW run with crop_flip, killed (its whole process
+    group, SIGKILL) after a checkpoint, resumes on the next invocation and ends bit-identical
+    to the same run trained without interruption."""
+    import os
+    import shutil
+    import signal
+    import time
+
+    from firstlayer.training.run import read_run
+
+    workdir = make_workdir(tmp_path / "kill")
+    dataset = workdir / "resources" / "datasets" / "toy.h5"  # the same dataset, built once
+    dataset.parent.mkdir(parents=True)
+    shutil.copy2(full_run / "resources" / "datasets" / "toy.h5", dataset)
+    target = f"results/runs/{AUGMENTED}.h5"
+    command = SNAKEMAKE + ["--directory", str(workdir), "--configfile", "config.yaml",
+                           "--cores", "1", target]  # fmt: skip
+    env = {**os.environ, "FIRSTLAYER_CHECKPOINT_MINUTES": "0"}  # a checkpoint every epoch
+    proc = subprocess.Popen(command, cwd=workdir, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    checkpoint = workdir / "checkpoints" / f"{AUGMENTED}.pt"
+    deadline = time.time() + 600
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (workdir / target).exists()
+    snakemake(workdir, target, "--unlock")
+    snakemake(workdir, target)
+    log = (workdir / "logs" / "train" / f"{AUGMENTED}.log").read_text()
+    assert "resuming from the checkpoint after epoch" in log
+    resumed, uninterrupted = read_run(workdir / target), read_run(full_run / target)
+    assert np.array_equal(resumed.weights, uninterrupted.weights)
+    assert np.array_equal(resumed.metrics["train_loss"], uninterrupted.metrics["train_loss"])
 
 
 def test_pretrained_tables_hold_user_files_by_kernel_size(full_run):

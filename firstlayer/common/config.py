@@ -9,12 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from firstlayer.common.facts import (
-    CELEBA_ATTRIBUTES,
-    FIRST_LAYER_K,
-    STEM_SIZE,
-    TORCHVISION_DATASETS,
-)
+from firstlayer.common.architectures import check_architecture, check_fits, first_layer
+from firstlayer.common.facts import CELEBA_ATTRIBUTES, STEM_SIZE, TORCHVISION_DATASETS
 from firstlayer.common.grid import MAX_NAME, build_grid
 from firstlayer.common.settings import (
     check_labels,
@@ -382,7 +378,8 @@ def _check_semantics(config: dict) -> None:
                     f"config error: experiments.{block}.datasets[{position}] = "
                     f"{name!r}; allowed: a key of datasets ({known})"
                 )
-        for key, check in (("labels", check_labels), ("inputs", check_transform)):
+        checks = (("archs", check_architecture), ("labels", check_labels))
+        for key, check in (*checks, ("inputs", check_transform)):
             for position, name in enumerate(spec.get(key, [])):
                 try:
                     check(name)
@@ -392,6 +389,16 @@ def _check_semantics(config: dict) -> None:
                     raise ConfigError(
                         f"config error: experiments.{block}.{key}[{position}] = "
                         f"{name!r}; {str(error).split('; ', 1)[1]}"
+                    ) from None
+        for name in spec["datasets"]:
+            side = _side(datasets, name)
+            for position, arch in enumerate(spec["archs"] if side else []):
+                try:
+                    check_fits(arch, side)
+                except InputError as error:
+                    raise ConfigError(
+                        f"config error: experiments.{block}.archs[{position}] = {arch!r} on "
+                        f"{name}; {str(error).split(': ', 1)[1]}"
                     ) from None
         _check_block_against_data(block, spec, datasets, config["training"])
     theory = config["theory"]
@@ -556,16 +563,27 @@ def _check_block_against_data(block: str, spec: dict, datasets: dict, training: 
             )
         if channels is None:
             continue
-        d = channels * FIRST_LAYER_K**2
-        for key in ("labels", "inputs"):
-            for position, value in enumerate(spec.get(key, [])):
-                number = component_number(value)
-                if number is not None and number > d:
-                    raise ConfigError(
-                        f"config error: experiments.{block}.{key}[{position}] = {value!r}; "
-                        f"allowed: principal components 1..{d} ({FIRST_LAYER_K}x{FIRST_LAYER_K} "
-                        f"patches of the {channels}-channel images of {name})"
-                    )
+        for k in sorted({first_layer(arch).k for arch in spec["archs"]}):
+            d = channels * k**2
+            for key in ("labels", "inputs"):
+                for position, value in enumerate(spec.get(key, [])):
+                    number = component_number(value)
+                    if number is not None and number > d:
+                        raise ConfigError(
+                            f"config error: experiments.{block}.{key}[{position}] = {value!r}; "
+                            f"allowed: principal components 1..{d} ({k}x{k} patches of the "
+                            f"{channels}-channel images of {name})"
+                        )
+
+
+def _side(datasets: dict, name: str) -> int | None:
+    """The image side of a configured dataset where known before it is built (torchvision
+    datasets and their subsets), else None."""
+    spec = datasets[name]
+    if spec["source"] == "subset":
+        return _side(datasets, spec["of"]) if spec.get("of") in datasets else None
+    facts = TORCHVISION_DATASETS.get(spec.get("name"))
+    return facts.side if spec["source"] == "torchvision" and facts else None
 
 
 def _npy_kernel_size(path) -> int | None:

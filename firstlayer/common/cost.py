@@ -35,7 +35,19 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firstlayer.common.architectures import RESNETS, VGG_LAYERS, scaled, vgg_depth
+from firstlayer.common.architectures import (
+    ARCH_HELP,
+    PATCH_CNN_LAYERS,
+    RESNETS,
+    VGG_LAYERS,
+    VIT_MLP_RATIO,
+    first_layer,
+    patch_cnn_patch,
+    scaled,
+    vgg_depth,
+    vit_heads,
+    vit_shape,
+)
 from firstlayer.common.facts import TORCHVISION_DATASETS, TorchvisionDataset
 from firstlayer.common.grid import RunSpec, exact
 from firstlayer.errors import InputError
@@ -86,8 +98,46 @@ def network_cost(
         activations += 2 * cout * out * out  # convolution and batch-norm outputs
         return out
 
-    depth = vgg_depth(arch)
-    if depth is not None:
+    def linear(cin, cout, tokens):
+        nonlocal flops, activations, parameters
+        flops += 2 * tokens * cin * cout
+        parameters += cin * cout + cout
+        activations += tokens * cout
+
+    depth, vit, patch = vgg_depth(arch), vit_shape(arch), patch_cnn_patch(arch)
+    if vit is not None or patch is not None:
+        geometry = first_layer(arch)
+        grid = geometry.output_side(side)
+        tokens = grid * grid
+        flops += 2 * first_width * tokens * channels * geometry.k**2  # the first layer
+        parameters += first_width * channels * geometry.k**2  # no bias
+        activations += first_width * tokens
+    if vit is not None:
+        blocks, _ = vit
+        dim, hidden = first_width, scaled(VIT_MLP_RATIO * first_width, width)
+        parameters += tokens * dim + 2 * dim  # position embedding, final LayerNorm
+        for _ in range(blocks):
+            parameters += 4 * dim  # two LayerNorms
+            activations += 4 * tokens * dim  # their outputs and the residual sums
+            linear(dim, 3 * dim, tokens)  # queries, keys, values
+            flops += 2 * 2 * tokens * tokens * dim  # scores and their weighted sum
+            activations += 2 * vit_heads(dim) * tokens * tokens  # scores, softmax
+            linear(dim, dim, tokens)  # attention output
+            linear(dim, hidden, tokens)
+            activations += tokens * hidden  # GELU
+            linear(hidden, dim, tokens)
+        cin = dim
+    elif patch is not None:
+        parameters += 2 * first_width  # the stem's LayerNorm
+        activations += first_width * tokens
+        size, cin = grid, first_width
+        for item in PATCH_CNN_LAYERS:
+            if item == "M":
+                size = -(-size // 2)
+                continue
+            cout = scaled(item, width)
+            size, cin = conv(cin, cout, size), cout
+    elif depth is not None:
         size, cin, first = side, channels, True
         for item in VGG_LAYERS[depth]:
             if item == "M":
@@ -107,8 +157,7 @@ def network_cost(
                     conv(cin, cout, size, kernel=1, stride=stride, padding=0)
                 size, cin = conv(cout, cout, out), cout
     else:
-        raise InputError(f"architecture {arch!r}; allowed: vgg11, vgg13, vgg16, vgg19, "
-                         f"{', '.join(RESNETS)}")  # fmt: skip
+        raise InputError(f"architecture {arch!r}; allowed: {ARCH_HELP}")
     flops += 2 * cin * classes
     parameters += cin * classes + classes
     return NetworkCost(float(flops), parameters, activations)

@@ -1,14 +1,11 @@
 """Facts the workflow needs before anything is built: torchvision's datasets (CelebA's attributes
-among them), the first layer's kernel size, and which torchvision ImageNet models have 3x3 or
-7x7 stems. Torch-free: the workflow reads these while planning."""
+among them) and which torchvision ImageNet models have 3x3 or 7x7 stems (the first layer of each
+trained architecture is in `common.architectures`). Torch-free: the workflow reads these while
+planning."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-# The first convolution of every network the workflow trains (and so the patch size whose PCA
-# the training analyses and the theory use).
-FIRST_LAYER_K = 3
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ class RunSpec:
     # Settings added after runs were published: a spec states them only when they differ from
     # their defaults (LATER_DEFAULTS), so every earlier run keeps its name, hash and init seed.
     record_lr_steps: tuple[float, ...] = ()
+    optimizer: str = "sgd"
+    augment: str = "none"
 
     def __post_init__(self):
         # a list from JSON or YAML becomes the hashable tuple of floats it stands for
@@ -60,7 +62,10 @@ class RunSpec:
 
 
 # The fields of RunSpec added later, with the defaults under which a spec leaves them out.
-LATER_DEFAULTS = {"record_lr_steps": ()}
+LATER_DEFAULTS = {"record_lr_steps": (), "optimizer": "sgd", "augment": "none"}
+# AdamW's own learning rate and decoupled weight decay (config `training.adamw`): a run with
+# optimizer adamw takes its lr and weight_decay from there, never SGD's `lr`.
+ADAMW_DEFAULTS = {"lr": 1.0e-3, "weight_decay": 0.05}
 
 
 AXES = {
@@ -72,6 +77,8 @@ AXES = {
     "labels": "labels",
     "inputs": "inputs",
     "frozen": "frozen",
+    "optimizers": "optimizer",
+    "augments": "augment",
 }
 SETTINGS = [
     "epochs",
@@ -108,6 +115,11 @@ def run_name(spec: RunSpec, defaults: dict) -> str:
         parts.append("frozen")
     if spec.precision != "float32":
         parts.append(spec.precision)
+    if spec.optimizer != LATER_DEFAULTS["optimizer"]:
+        parts.append(spec.optimizer)
+    if spec.augment != LATER_DEFAULTS["augment"]:
+        parts.append(spec.augment)
+    defaults = recipe_defaults(spec.optimizer, defaults)
     other = {key: getattr(spec, key) for key in SETTINGS if key not in NAMED}
     # a later field away from its own default always adds the hash: its runs never share a name
     # with a run of another config that leaves it out
@@ -116,6 +128,15 @@ def run_name(spec: RunSpec, defaults: dict) -> str:
         digest = hashlib.sha256(json.dumps(spec.as_dict(), sort_keys=True).encode()).hexdigest()
         parts.append(digest[:8])
     return "_".join(parts)
+
+
+def recipe_defaults(optimizer: str, settings: dict) -> dict:
+    """`settings` as they apply to a run of `optimizer`: for adamw, its own lr and weight decay
+    (`settings["adamw"]`, else ADAMW_DEFAULTS) in place of SGD's."""
+    if optimizer != "adamw":
+        return settings
+    adamw = {**ADAMW_DEFAULTS, **(settings.get("adamw") or {})}
+    return {**settings, "lr": adamw["lr"], "weight_decay": adamw["weight_decay"]}
 
 
 def _normal(value):
@@ -128,13 +149,26 @@ def build_grid(experiments: dict, defaults: dict) -> dict[str, dict]:
     rows: dict[str, dict] = {}
     for block_name, block in experiments.items():
         settings = {**defaults, **block.get("settings", {})}
+        # a block's adamw settings complete the defaults' (lr alone keeps the weight decay)
+        settings["adamw"] = {
+            **ADAMW_DEFAULTS,
+            **(defaults.get("adamw") or {}),
+            **(block.get("settings", {}).get("adamw") or {}),
+        }
         axes = {
             field: block.get(key, [RunSpec.__dataclass_fields__[field].default])
             for key, field in AXES.items()
         }
         for values in itertools.product(*axes.values()):
-            chosen = {k: settings[k] for k in SETTINGS if k in settings}
-            spec = RunSpec(**dict(zip(axes, values)), **chosen)
+            fields = dict(zip(axes, values))
+            recipe = recipe_defaults(fields["optimizer"], settings)
+            if fields["optimizer"] == "adamw" and recipe.get("momentum"):
+                raise InputError(
+                    f"experiments.{block_name}: optimizer adamw with momentum "
+                    f"{recipe['momentum']:g}; allowed: momentum 0 (AdamW's betas are 0.9, 0.999)"
+                )
+            chosen = {k: recipe[k] for k in SETTINGS if k in recipe}
+            spec = RunSpec(**fields, **chosen)
             name = run_name(spec, defaults)
             if name in rows and rows[name]["spec"] != spec:
                 raise InputError(

@@ -6,6 +6,8 @@ Label settings: `true`, `random`, `decileN` (labels = decile of each image's pat
 principal component N). Input transforms: `none`, `scaleNxA` (component N scaled by A > 0, A != 1).
 One setting has one spelling: A is written in its shortest decimal form (`scale5x4`, not
 `scale5x04` or `scale5x4.0`; `scale5x0.25`), so that equal settings never make two runs.
+Optimisers: `sgd` (the paper's recipe), `adamw`. Augmentations: `none` (the paper's recipe),
+`crop_flip` (a random crop of the image padded by 4 pixels, and a random horizontal flip).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ DECILE_LABELS = r"decile([1-9][0-9]*)"
 TRANSFORMS = ("none",)
 SCALE_TRANSFORM = r"scale([1-9][0-9]*)x([0-9]+(?:\.[0-9]+)?)"
 UNCHANGED = "none"
+OPTIMIZERS = ("sgd", "adamw")
+AUGMENTS = ("none", "crop_flip")
 
 LABEL_HELP = "true, random, decileN (N a principal component, 1-based)"
 TRANSFORM_HELP = "none, scaleNxA (component N scaled by A > 0, e.g. scale1x0.5)"
@@ -78,6 +82,16 @@ def check_spelling(name: str) -> None:
             f"input transform {name!r}; allowed: its one spelling {scale_name(*scaling)!r} "
             f"(the factor in its shortest decimal form, so that one setting makes one run)"
         )
+
+
+def check_optimizer(name: str) -> None:
+    if name not in OPTIMIZERS:
+        raise InputError(f"optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+
+
+def check_augment(name: str) -> None:
+    if name not in AUGMENTS:
+        raise InputError(f"augmentation {name!r}; allowed: {', '.join(AUGMENTS)}")
 
 
 def learned_unmanipulated(runs):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+from firstlayer.common.architectures import first_layer
 from firstlayer.common.cost import (
     REFERENCE,
     REFERENCE_KEY,
@@ -16,8 +17,8 @@ from firstlayer.common.cost import (
     throughput,
     training_request,
 )
-from firstlayer.common.facts import FIRST_LAYER_K, TORCHVISION_DATASETS
-from firstlayer.common.grid import RunSpec, build_grid
+from firstlayer.common.facts import TORCHVISION_DATASETS
+from firstlayer.common.grid import LATER_DEFAULTS, RunSpec, build_grid
 from firstlayer.common.settings import UNCHANGED, learned_unmanipulated, parse_deciles
 
 FIGURE_FORMATS = ("pdf", "png")
@@ -70,12 +71,69 @@ class Plan:
             and labels in (None, entry["spec"].labels)
         ]
 
+    def whitening_runs(self, dataset: str) -> list[str]:
+        """The runs whose trained first layers join the whitening figure of `dataset`: learned,
+        unmanipulated, true labels, and a stride-1 first layer (a strided stem's responses exist
+        only every `stride` pixels, so their autocorrelation at smaller distances does not)."""
+        return [
+            name
+            for name in self.learned_runs(dataset, "true")
+            if first_layer(self.spec(name).arch).stride == 1
+        ]
+
+    def first_layer_stats(self) -> list[tuple[str, int]]:
+        """(dataset, k) of every dataset the grid trains on and each first-layer kernel size
+        its runs there have: the patch statistics the training analyses read."""
+        return sorted({(spec.dataset, first_layer(spec.arch).k) for spec in self.specs})
+
+    def strided_geometries(self) -> list[tuple[str, int, int]]:
+        """(dataset, k, stride) of every strided first layer of the grid (a patchify stem)."""
+        found = {(spec.dataset, first_layer(spec.arch)) for spec in self.specs}
+        return sorted((d, g.k, g.stride) for d, g in found if g.stride > 1)
+
+    def stride_tables(self) -> list[str]:
+        return [
+            f"results/tables/patches/{d}/k{k}_stride{s}.csv"
+            for d, k, s in self.strided_geometries()
+        ]
+
+    def strided_stats(self) -> list[str]:
+        """The stride-grid patch statistics of every strided first layer of the grid."""
+        return [f"results/patches/{d}/k{k}_stride{s}.h5" for d, k, s in self.strided_geometries()]
+
+    def strided_runs(self) -> list[str]:
+        """Files of the learned runs whose first layer is strided."""
+        names = [n for n in self.learned_runs() if first_layer(self.spec(n).arch).stride > 1]
+        return expand("results/runs/{run}.h5", run=names)
+
+    def training_dataset_files(self) -> list[str]:
+        return expand("resources/datasets/{dataset}.h5", dataset=self.training_datasets)
+
+    def recipe_outputs(self) -> list[str]:
+        """The recipe table and figure, where the grid goes beyond the paper's recipe."""
+        if not self.beyond_the_paper():
+            return []
+        return ["results/tables/theory/recipes.csv"] + figures("results/figures/theory/recipes")
+
+    def beyond_the_paper(self) -> bool:
+        """Whether the grid has runs off the paper's recipe or first layer (another optimiser or
+        augmentation, a first layer other than 3x3 stride 1): then the recipe table compares
+        them cell by cell with the paper's recipe."""
+        return any(
+            spec.optimizer != LATER_DEFAULTS["optimizer"]
+            or spec.augment != LATER_DEFAULTS["augment"]
+            or first_layer(spec.arch) != first_layer("vgg11")
+            for spec in self.specs
+        )
+
     def filter_runs(self) -> list[str]:
-        """One run per (dataset, arch, widths, labels): the lowest seed."""
+        """One run per (dataset, arch, widths, labels, optimiser, augmentation): the lowest
+        seed."""
         chosen: dict[tuple, str] = {}
         for name in self.learned_runs():
             spec = self.spec(name)
             key = (spec.dataset, spec.arch, spec.first_width, spec.width, spec.labels)
+            key += (spec.optimizer, spec.augment)
             if key not in chosen or spec.seed < self.spec(chosen[key]).seed:
                 chosen[key] = name
         return sorted(chosen.values())
@@ -160,17 +218,12 @@ class Plan:
 
     # ---------------------------------------------------------------- inputs shared by rules
     def training_patch_stats(self) -> list[str]:
-        """The first layer's patch statistics of every dataset the grid trains on."""
-        return expand(
-            "results/patches/{dataset}/k{k}.h5", dataset=self.training_datasets, k=FIRST_LAYER_K
-        )
+        """The patch statistics of every dataset the grid trains on, at each first-layer kernel
+        size its runs have there."""
+        return [f"results/patches/{d}/k{k}.h5" for d, k in self.first_layer_stats()]
 
     def training_image_features(self) -> list[str]:
-        return expand(
-            "results/theory/{dataset}/k{k}_images.h5",
-            dataset=self.training_datasets,
-            k=FIRST_LAYER_K,
-        )
+        return [f"results/theory/{d}/k{k}_images.h5" for d, k in self.first_layer_stats()]
 
     def pretrained_groups(self) -> dict[int, list[str]]:
         """{k: [torchvision model names]} from the config groups kN (a group may list no models
@@ -279,6 +332,7 @@ class Plan:
         )
         if self.grid:
             targets += self.fit_figures() + self.filter_figures() + self.clock_figures()
+            targets += self.recipe_outputs()
         if self.manipulated_runs():
             targets += self.manipulation_figures()
         return targets
@@ -297,7 +351,7 @@ class Plan:
         it (Snakemake does not rebuild a missing intermediate whose consumers are up to date)."""
         patches, theory = self.config["patches"], self.config["theory"]
         stats = {(d, k) for d in patches["datasets"] for k in patches["k"]}
-        stats |= {(d, FIRST_LAYER_K) for d in self.training_datasets}
+        stats |= set(self.first_layer_stats())
         theory_k = (theory["k"], theory["whitening"]["k"])
         stats |= {(d, k) for d in theory["datasets"] for k in theory_k}
         features = {(d, theory["k"]) for d in theory["datasets"]}
@@ -311,12 +365,14 @@ class Plan:
         )
         files += expand("results/tables/theory/{dataset}/whitening.csv", dataset=theory["datasets"])
         if self.grid:
-            features |= {(d, FIRST_LAYER_K) for d in self.training_datasets}
+            features |= set(self.first_layer_stats())
             files += self.runs() + [
                 f"results/tables/training/{name}.csv"
                 for name in ("profiles", "metrics", "tables", "run_correlations")
             ]
             files += [f"results/tables/theory/{n}.csv" for n in ("fits", "table3", "fit_curves")]
+            files += self.stride_tables() + self.strided_stats()
+            files += [path for path in self.recipe_outputs() if path.endswith(".csv")]
         if self.clock_runs():
             files += [f"results/tables/theory/{n}.csv" for n in CLOCK_TABLES]
         if self.manipulated_runs():
@@ -342,11 +398,11 @@ class Plan:
         config = self.config
         files = {}
         patches = config["patches"]
-        if FIRST_LAYER_K in patches["k"]:
+        # the patch figures of the first run's first layer (of the first patch size without runs)
+        k = first_layer(self.specs[0].arch).k if self.grid else patches["k"][0]
+        if k in patches["k"]:
             for kind in ("spectrum", "components"):
-                source = (
-                    f"results/figures/patches/{patches['datasets'][0]}/k{FIRST_LAYER_K}_{kind}.png"
-                )
+                source = f"results/figures/patches/{patches['datasets'][0]}/k{k}_{kind}.png"
                 files[source] = f"patch_{kind}.png"
         theory = config["theory"]
         dataset, k = theory["datasets"][0], theory["k"]
@@ -372,6 +428,21 @@ class Plan:
                 for name in CLOCK_TABLES:
                     files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"
                 files["results/figures/theory/clock.png"] = "clock.png"
+            for path in self.stride_tables():
+                files[path] = f"{path.split('/')[-2]}_{path.split('/')[-1]}"
+            for dataset, k, _ in self.strided_geometries():  # the basis their profiles are on
+                if k in patches["k"] and dataset == patches["datasets"][0]:
+                    source = f"results/figures/patches/{dataset}/k{k}_components.png"
+                    files[source] = f"patch_components_k{k}.png"
+            if self.beyond_the_paper():
+                files["results/tables/theory/recipes.csv"] = "recipes.csv"
+                files["results/figures/theory/recipes.png"] = "recipes.png"
+                # the filters of each network and optimiser (true labels, no augmentation)
+                for name in self.filter_runs():
+                    spec = self.spec(name)
+                    if spec.labels == "true" and spec.augment == LATER_DEFAULTS["augment"]:
+                        stem = f"filters_{spec.arch}_{spec.optimizer}.png"
+                        files[f"results/figures/theory/filters/{name}.png"] = stem
             if len({spec.dataset for spec in self.specs}) > 1:  # else nothing to predict
                 for name in ("cross_dataset", "cross_dataset_summary"):
                     files[f"results/tables/theory/{name}.csv"] = f"{name}.csv"

@@ -93,4 +93,5 @@ def read_image_features(path) -> dict:
             "labels": handle["labels"][()],
             "class_names": [str(name) for name in handle.attrs["class_names"]],
             "patches_per_image": int(handle.attrs["patches_per_image"]),
+            "k": int(handle.attrs["k"]),
         }

@@ -44,7 +44,8 @@ class PatchMoments:
       height + 1. Needs a (HWC)^2 accumulator, so it is used for small images only.
     `strategy="auto"` picks band when the accumulator is at most 512 MB. `centre` (per channel)
     is subtracted before summing: it leaves the covariance unchanged and keeps sums well
-    conditioned.
+    conditioned. `stride` > 1 takes the patches of a strided grid only (positions 0, s, 2s, ...
+    in each direction, as a stride-s first layer sees them; unfold strategy).
     """
 
     MAX_BAND_PIXELS = 8192
@@ -55,6 +56,7 @@ class PatchMoments:
         shape: tuple[int, int, int],
         strategy: str = "auto",
         centre: np.ndarray | None = None,
+        stride: int = 1,
     ):
         height, width, channels = shape
         if not 1 <= k <= min(height, width):
@@ -62,13 +64,18 @@ class PatchMoments:
                 f"patch size k={k} does not fit images of size {height}x{width}; "
                 f"allowed: 1 <= k <= {min(height, width)}"
             )
-        self.k, self.shape = k, (height, width, channels)
+        if stride < 1:
+            raise ValueError(f"stride={stride}; allowed: a whole number >= 1")
+        self.k, self.shape, self.stride = k, (height, width, channels), stride
         self.d = channels * k * k
-        self.positions = (height - k + 1) * (width - k + 1)
+        self.positions = ((height - k) // stride + 1) * ((width - k) // stride + 1)
         if strategy == "auto":
-            strategy = "band" if height * width * channels <= self.MAX_BAND_PIXELS else "unfold"
+            small = height * width * channels <= self.MAX_BAND_PIXELS
+            strategy = "band" if small and stride == 1 else "unfold"
         if strategy not in ("unfold", "band"):
             raise ValueError(f"strategy={strategy!r}; allowed: auto, unfold, band")
+        if strategy == "band" and stride != 1:
+            raise ValueError(f"strategy band with stride={stride}; allowed: unfold (or auto)")
         self.strategy = strategy
         self.centre = np.zeros(channels) if centre is None else np.asarray(centre, np.float64)
         self.images = 0
@@ -106,7 +113,9 @@ class PatchMoments:
         # accurate than torch's float64 matmul for tall, thin operands (measured: 3e-15 vs 4e-14
         # relative on a 900,000 x 27 Gram), which matters for the smallest eigenvalues.
         if self.strategy == "unfold":
-            patches = F.unfold(torch.from_numpy(x).permute(0, 3, 1, 2), self.k)  # (n, d, P)
+            patches = F.unfold(
+                torch.from_numpy(x).permute(0, 3, 1, 2), self.k, stride=self.stride
+            )  # (n, d, P)
             rows = patches.transpose(1, 2).reshape(-1, self.d).numpy()
             for start in range(0, len(rows), 65536):  # short sums keep rounding small
                 block = rows[start : start + 65536]
@@ -125,10 +134,11 @@ class PatchMoments:
 
     def merge(self, other: PatchMoments) -> None:
         """Add another accumulator's sums (e.g. from a parallel worker)."""
-        if (other.k, other.shape, other.strategy) != (
+        if (other.k, other.shape, other.strategy, other.stride) != (
             self.k,
             self.shape,
             self.strategy,
+            self.stride,
         ) or not np.array_equal(other.centre, self.centre):
             raise ValueError("cannot merge patch moments of different k, shape, strategy or centre")
         self._sum += other._sum
@@ -273,8 +283,10 @@ def patch_statistics(
     strategy: str = "auto",
     progress=None,
     indices=None,
+    stride: int = 1,
 ) -> PatchStats:
-    """Exact patch statistics of uint8 NHWC images (all of them, or the sorted `indices`).
+    """Exact patch statistics of uint8 NHWC images (all of them, or the sorted `indices`), of
+    every k x k position (`stride` 1) or of a stride-s grid of positions.
 
     `images_uint8_nhwc` may be an array or an h5py dataset; it is read `chunk` images at a time,
     so memory stays flat in the number of images. `progress` is an optional callable(n_done).
@@ -288,7 +300,9 @@ def patch_statistics(
     norm_std = np.asarray(norm_std, np.float64)
     # Centre on mid-grey in the target space: exactness does not depend on it, conditioning does.
     centre = (0.5 - norm_mean) / norm_std
-    moments = PatchMoments(k, (height, width, channels), strategy=strategy, centre=centre)
+    moments = PatchMoments(
+        k, (height, width, channels), strategy=strategy, centre=centre, stride=stride
+    )
     done = 0
     for block in selected_chunks(images_uint8_nhwc, indices, chunk):
         moments.update_uint8(block, norm_mean, norm_std)
@@ -337,6 +351,18 @@ def read_patch_stats(path) -> PatchStats:
             norm_mean=np.asarray(handle.attrs["norm_mean"]),
             norm_std=np.asarray(handle.attrs["norm_std"]),
         )
+
+
+def read_stats_files(paths) -> dict:
+    """{(dataset, k): PatchStats} of patch-statistics files results/patches/{dataset}/k{k}.h5
+    (the dataset is the file's folder): runs look up the statistics of their own first layer."""
+    from pathlib import Path
+
+    out = {}
+    for path in paths:
+        stats = read_patch_stats(path)
+        out[Path(path).parent.name, stats.k] = stats
+    return out
 
 
 def build_patch_stats(

@@ -266,6 +266,37 @@ def group_profiles(layer_paths, stats, input_space: str, dataset_norm):
     return table, correlation_table(profiles)
 
 
+def stats_for_layer(path, k: int, n_images: int | None = 10000, seed: int = 0):
+    """The patch statistics to profile a k x k first layer on: a patch-statistics file as it is,
+    or, for a dataset file (resources/datasets/<name>.h5), the exact PCA of all k x k patches
+    (every position, stride 1, whatever the layer's stride) of a seeded sample of `n_images` of
+    its training images, standardised by the dataset's own mean and std."""
+    import h5py
+
+    from firstlayer.datasets.sources import DatasetFile, sample_indices
+    from firstlayer.patches.stats import patch_statistics, read_patch_stats
+
+    if n_images is not None and n_images < 1:
+        raise ValueError(f"images={n_images}; allowed: a number of images >= 1")
+    try:
+        with h5py.File(path, "r") as handle:
+            kind = handle.attrs.get("format")
+    except OSError:
+        kind = None  # read_patch_stats names the problem
+    if kind != "firstlayer.dataset":
+        return read_patch_stats(path)
+    with DatasetFile(path) as data:
+        height, width, _ = data.shape
+        if not 1 <= k <= min(height, width):
+            raise WeightsError(
+                f"{path}: a {k}x{k} first layer does not fit its {height}x{width} images; "
+                f"allowed: kernels of at most {min(height, width)}"
+            )
+        indices = sample_indices(data.count("train"), n_images, seed)
+        print(f"patch statistics of {len(indices)} training images of {path}, k={k}")
+        return patch_statistics(data.images("train"), k, data.mean, data.std, indices=indices)
+
+
 def profile_weight_file(
     weights_path,
     patches_path,
@@ -273,27 +304,25 @@ def profile_weight_file(
     input_mean=None,
     input_std=None,
     input_space: str = "model",
+    n_images: int | None = 10000,
 ):
-    """Profile any first-layer file against any patch-statistics file, without the workflow.
+    """Profile any first-layer file against any patch-statistics file, without the workflow;
+    given a dataset file instead, the statistics of the layer's own k x k patches are computed
+    on it (`stats_for_layer`), for any k (a ViT's 16x16 patch embedding, a 4x4 stem).
 
     The layer's input space is, in order: the one stored in a first-layer .h5, the given
     input_mean/input_std, else the patch file's own normalisation.
     """
     from firstlayer.patches.profiles import profile_table
-    from firstlayer.patches.stats import read_patch_stats
 
-    stats = read_patch_stats(patches_path)
     path = Path(weights_path)
     if path.suffix in (".h5", ".hdf5"):
         layer = read_first_layer(path)
+        stats = stats_for_layer(patches_path, layer.k, n_images)
     else:
-        layer = FirstLayer(
-            path.stem,
-            load_weight_file(path, tensor),
-            stats.norm_mean,
-            stats.norm_std,
-            source=f"file:{path}",
-        )
+        weight = load_weight_file(path, tensor)
+        stats = stats_for_layer(patches_path, int(weight.shape[-1]), n_images)
+        layer = FirstLayer(path.stem, weight, stats.norm_mean, stats.norm_std, f"file:{path}")
     if input_mean is not None or input_std is not None:
         if input_mean is None or input_std is None:
             raise ValueError("give both input_mean and input_std, or neither")

@@ -32,15 +32,17 @@ def results_block(tables: pd.DataFrame, source: str, name: str) -> str:
         "| pairs or runs (n) | paper |",
         "|---|---|---|---|---|---|",
     ]
+    extra = [c for c in ("optimizer", "augment", "first_layer") if c in tables.columns]
     for row in tables.itertuples():
         # a spread only where there is more than one pair or run to spread over
         value = f"{row.mean:.3f}"
+        dataset = ", ".join([row.dataset, *(str(getattr(row, c)) for c in extra)])
         if row.n >= 2:
             value += f" ± {row.std:.3f}"
             if "low" in tables:  # tables written before intervals were added have none
                 value += f" [{row.low:.3f}, {row.high:.3f}]"
         lines.append(
-            f"| {row.table} | {row.comparison} | {row.dataset} | {value} | {row.n} | "
+            f"| {row.table} | {row.comparison} | {dataset} | {value} | {row.n} | "
             f"{PAPER.get(row.comparison, '—')} |"
         )
     return "\n".join(lines + ["", end])
@@ -150,7 +152,7 @@ def table3_block(root) -> str:
         "| Δlog-RMSE | verdict (log-RMSE) | median τ̂ |",
         "|---" * 17 + "|",
     ]
-    sets = [(name, root / name / "table3.csv") for name in TRAINED_SETS]
+    sets = [(name, root / name / "table3.csv") for name in (*TRAINED_SETS, *RECIPE_SETS)]
     sets += [("pretrained", path) for path in sorted((root / "pretrained").glob("k*_table3.csv"))]
     for name, path in sets:
         table = _read_table(path)
@@ -158,8 +160,12 @@ def table3_block(root) -> str:
             continue
         for row in table.to_dict("records"):
             by_log = row.get("best_null_log")
+            recipe = [str(row[c]) for c in ("optimizer", "augment") if c in row]
+            network = row["network"] + (
+                f" ({', '.join(recipe)})" if recipe and recipe[0] != "nan" else ""
+            )
             lines.append(
-                f"| {name} | {row.get('dataset', '—')} | {row['network']} | "
+                f"| {name} | {row.get('dataset', '—')} | {network} | "
                 f"{row.get('labels', '—')} | "
                 f"{row.get('inputs', '—')} | {_recipe(row)} | {row['n']} | "
                 f"{_cell(row, 'formula')} | "
@@ -345,3 +351,115 @@ def findings_block(root) -> str:
         ]
         lines.append(f"- Cross-dataset prediction (`{name}`): " + "; ".join(parts) + ".")
     return "\n".join(lines + ["", end])
+
+
+def _n_cell(row, stem: str) -> str:
+    """A correlation over pairs (or runs) with its interval and its own n ('—' without one)."""
+    n = row.get(f"{stem}_n", 0)
+    n = 0 if n != n else int(n)
+    if not n:
+        return "—"
+    from firstlayer.intervals import with_interval
+
+    nan = float("nan")
+    text = with_interval(row[f"{stem}_mean"], row.get(f"{stem}_low", nan),
+                         row.get(f"{stem}_high", nan), n)  # fmt: skip
+    return f"{text} (n={n})"
+
+
+def recipes_block(root) -> str:
+    """Every committed recipes.csv (`rule recipes`): per cell of architecture, optimiser,
+    augmentation and labels, n runs, accuracy, how far the first layer moved, whether it
+    learned, the profile correlations (across seeds, with the paper's recipe of the same
+    architecture, true vs random labels, each with its own n of pairs), the formula against the
+    best null and the fitted exponent p of lambda^p with its difference from the paper's recipe
+    (at the end, and at the epoch of matched training loss)."""
+    from pathlib import Path
+
+    root = Path(root)
+    begin, end = markers("recipes")
+    lines = [begin, ""]
+    for name, table in _committed(root, "recipes.csv", RECIPE_SETS):
+        lines += [
+            f"From `docs/results/{name}/recipes.csv` (rule `recipes`); n = runs (seeds) of the "
+            "cell, or pairs of runs where a column says its own n; means over n ≥ 2 carry their "
+            "95% interval (t over runs; a jackknife over runs for pairs sharing runs; Welch's t "
+            "for a difference of two cells). p: the exponent of the null λ^p fitted to the final "
+            "learned profile (the formula moves from p = 1 early to p = −1 when it has "
+            "whitened); Δp: minus the paper's recipe of the same network and labels; "
+            "Δp (matched loss): at the recorded epoch whose training loss is closest to the "
+            "paper recipe's final one. A cell whose training accuracy is within 0.05 of chance "
+            "or whose first layer moved less than 2% did not learn and gets no verdict.",
+            "",
+            "| network (first layer) | labels | optimiser (lr) | augmentation | n | test acc "
+            "| train loss | ‖w − w₀‖/‖w₀‖ | status | r across seeds | r vs paper recipe "
+            "| r true vs random | formula r | best null by r | verdict (r) | p | Δp (final) "
+            "| Δp (matched loss) |",
+            "|---" * 18 + "|",
+        ]
+        for row in table.to_dict("records"):
+            n = int(row["n"])
+
+            def cell(stem, row=row, n=n):
+                from firstlayer.intervals import with_interval
+
+                return with_interval(row[f"{stem}_mean"], row[f"{stem}_low"],
+                                     row[f"{stem}_high"], n)  # fmt: skip
+
+            learned = row["status"] == "learned"
+            lines.append(
+                f"| {row['arch']} ({row['first_layer']}) | {row['labels']} | "
+                f"{row['optimizer']} ({row['lr']:g}) | {row['augment']} | {n} | "
+                f"{cell('test_acc')} | {cell('train_loss')} | {cell('relative_change')} | "
+                f"{row['status']} | {_n_cell(row, 'across_seeds')} | {_n_cell(row, 'vs_paper')} | "
+                f"{_n_cell(row, 'true_vs_random')} | "
+                f"{cell('formula') if learned else '—'} | "
+                f"{_family(row.get('best_null')) + ' ' + cell('best_null') if learned else '—'} | "
+                f"{row['verdict_r']} | {cell('p') if learned else '—'} | "
+                f"{cell('delta_p') if learned else '—'} | "
+                f"{cell('delta_p_matched') if learned else '—'} |"
+            )
+        lines.append("")
+    return "\n".join(lines + [end])
+
+
+def strided_block(root) -> str:
+    """The committed comparisons of a stride-k grid's patch statistics with all positions'
+    (`rule strided_stats`, published as <dataset>_k<k>_stride<s>.csv), and the agreement of the
+    strided runs' profiles on the two bases (recipes.csv)."""
+    from pathlib import Path
+
+    root = Path(root)
+    begin, end = markers("strided")
+    lines = [begin, ""]
+    for name in RECIPE_SETS:
+        for path in sorted((root / name).glob("*_stride*.csv")):
+            table = pd.read_csv(path)
+            k, stride = int(table["k"].iloc[0]), int(table["stride"].iloc[0])
+            recipes = _read_table(root / name / "recipes.csv")
+            agreement = "—"
+            if recipes is not None:
+                rows = recipes[recipes["first_layer"] == f"{k}x{k} stride {stride}"]
+                values = [v for v in rows["stride_basis_agreement_mean"] if v == v]
+                runs = int(rows.loc[rows["stride_basis_agreement_mean"].notna(), "n"].sum())
+                if values:
+                    agreement = f"{min(values):.3f}–{max(values):.3f} (cell means, {runs} runs)"
+            top = table.head(10)
+            ratio = table["std_ratio"]
+            lines += [
+                f"- `docs/results/{name}/{path.name}` ({k}x{k} patches, stride {stride}; d = "
+                f"{len(table)}): along the all-position components u_i, the stride-grid patches' "
+                f"std is {ratio.min():.3f}–{ratio.max():.3f} times λ_i (median "
+                f"{ratio.median():.3f}); the grid's own components match u_1..u_10 with "
+                f"|cos| {top['abs_cosine'].min():.3f}–{top['abs_cosine'].max():.3f}, and its "
+                f"leading 5 and 10 span the same subspaces up to an overlap of "
+                f"{table['subspace_overlap'].iloc[4]:.3f} and "
+                f"{table['subspace_overlap'].iloc[min(9, len(table) - 1)]:.3f} (1 = identical); "
+                f"a strided run's final profile on the two bases correlates {agreement}.",
+            ]
+    if len(lines) == 2:
+        lines.append("No strided first layer in a committed result set.")
+    return "\n".join(lines + ["", end])
+
+
+RECIPE_SETS = ("beyond",)

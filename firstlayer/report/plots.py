@@ -159,6 +159,7 @@ def true_vs_random(final: pd.DataFrame, *paths) -> None:
     one panel per dataset."""
     if final.empty:
         return empty_figure("no model has runs with both true and random labels", *paths)
+    final = final.assign(dataset=panel_names(final))
     datasets = sorted(final["dataset"].unique())
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
@@ -181,14 +182,26 @@ def true_vs_random(final: pd.DataFrame, *paths) -> None:
         save(fig, *paths)
 
 
+def panel_names(final: pd.DataFrame) -> pd.Series:
+    """One panel per dataset, and per architecture, optimiser and augmentation wherever the
+    runs hold several (their profiles are not pooled): the dataset's name, with what varies."""
+    names = final["dataset"].astype(str)
+    for column in ("arch", "optimizer", "augment"):
+        if column in final and final[column].nunique() > 1:
+            names = names + " " + final[column].astype(str)
+    return names
+
+
 def consistency(final: pd.DataFrame, init: pd.DataFrame, *paths) -> None:
     """Learned profiles of every model and dataset (mean over seeds), with the profile of one
     random initialisation dashed for contrast."""
     if final.empty:
         return empty_figure("no learned runs with true labels", *paths)
-    final = final.assign(
-        model=final["dataset"] + " " + final["arch"] + " f" + final["first_width"].astype(str)
-    )
+    model = final["dataset"] + " " + final["arch"] + " f" + final["first_width"].astype(str)
+    for column in ("optimizer", "augment"):  # present where a run is off the paper's recipe
+        if column in final:
+            model = model + " " + final[column].astype(str)
+    final = final.assign(model=model)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6, 3.6))
         sns.lineplot(

@@ -28,8 +28,10 @@ from firstlayer.report.clock_blocks import clock_block
 from firstlayer.report.markdown import (
     findings_block,
     heldout_block,
+    recipes_block,
     replace_block,
     results_block,
+    strided_block,
     table3_block,
 )
 from firstlayer.report.paper import paper_block
@@ -37,7 +39,7 @@ from firstlayer.report.schema_doc import reference_block
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-RESULT_SETS = ("default", "extended", "regime", "paper-core")
+RESULT_SETS = ("default", "extended", "regime", "paper-core", "beyond")
 PAGES = ("configuration.md", "results.md", "../README.md")  # the pages with generated blocks
 
 
@@ -91,6 +93,8 @@ def generated_blocks(docs=DOCS) -> dict[str, list[tuple[str, str]]]:
     results.append(("table3", table3_block(docs / "results")))
     results.append(("heldout", heldout_block(docs / "results")))
     results.append(("clock", clock_block(docs / "results")))
+    results.append(("recipes", recipes_block(docs / "results")))
+    results.append(("strided", strided_block(docs / "results")))
     return {
         "configuration.md": [("config-reference", reference_block())],
         "results.md": results,

@@ -36,8 +36,8 @@ def formula_vs_t(lambdas, taus, title: str, *paths) -> None:
 
 def profile_panels(curves: pd.DataFrame, title: str, *paths, columns: int = 3) -> None:
     """Panels of max-normalised profiles. `curves`: panel, series, component, value, and
-    optionally `style` ("measured", "prediction", "single") and `label` (legend text). Without
-    curves (a grid without the runs they compare) the figure says so."""
+    optionally `style` ("measured", "prediction", "single", "recipe") and `label` (legend
+    text). Without curves (a grid without the runs they compare) the figure says so."""
     if not len(curves):
         return empty_figure(f"{title}: no runs in this grid to compare", *paths)
     panels = list(dict.fromkeys(curves["panel"]))
@@ -58,6 +58,7 @@ def profile_panels(curves: pd.DataFrame, title: str, *paths, columns: int = 3) -
                     "measured": dict(color="k", linewidth=1.6),
                     "prediction": dict(linestyle="--", linewidth=1.3),
                     "single": dict(color="0.6", linewidth=0.5, alpha=0.6),
+                    "recipe": dict(linewidth=1.2),
                 }[style]
                 ax.plot(
                     group["component"],
@@ -78,6 +79,9 @@ def profile_panels(curves: pd.DataFrame, title: str, *paths, columns: int = 3) -
 def fitted_t(fits: pd.DataFrame, *paths) -> None:
     """Fitted tau of the formula against the SGD step, one line per run (log-log)."""
     learned = fits[(fits["kind"] == "learned") & ~fits["frozen"]]
+    for column in ("optimizer", "augment"):  # present where a run is off the paper's recipe
+        if column in learned:
+            learned = learned.assign(arch=learned["arch"] + " " + learned[column].astype(str))
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
         sns.lineplot(

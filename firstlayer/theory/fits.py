@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from firstlayer.common.architectures import first_layer
 from firstlayer.intervals import interval
 from firstlayer.patches.profiles import similarity
 from firstlayer.theory.formula import best_tau, fit_formula, formula_profile
@@ -28,9 +29,24 @@ from firstlayer.theory.nulls import (
     summarise,
     verdict,
 )
-from firstlayer.training.analysis import SPEC_COLUMNS
+from firstlayer.training.analysis import recipe_columns, spec_columns
 
 EXACT_TAU_RANGE = (1e-4, 1e8)
+
+
+def check_spectrum(stats, where) -> None:
+    """One line, before any fit, when patch statistics have components of zero variance (more
+    dimensions than patches, e.g. 16x16x3 patches of a few small images): the formula needs
+    every lambda > 0."""
+    from firstlayer.errors import InputError
+
+    zeros = int(np.sum(stats.lambdas <= 1e-6 * stats.lambdas.max()))  # variance 1e-12 of the top
+    if zeros:
+        raise InputError(
+            f"{where}: {zeros} of the {stats.d} components of the {stats.k}x{stats.k}x"
+            f"{stats.channels} patches have zero variance ({stats.count} patches); the formula "
+            f"needs every lambda > 0; allowed: more images (patches.n_images) or a smaller k"
+        )
 
 
 def fit_profiles(
@@ -45,15 +61,19 @@ def fit_profiles(
     `paper_ranges` has the run's dataset) and the null families fitted to the learned profile
     (`nulls.compare_fits`), and the exact-prediction fit when `exact` has an ExactProfile for
     the run's dataset; plus one `random init` row per distinct initialisation (the raw profile at
-    step 0; runs that share an initialisation give one row)."""
+    step 0; runs that share an initialisation give one row). `stats`, `exact` and
+    `paper_ranges` are keyed by (dataset, k): each run is fitted on its own first layer's patch
+    statistics."""
     rows = []
     seen_inits = set()
+    columns = spec_columns(profiles)
     for (run, step), group in profiles.groupby(["run", "step"], sort=True):
         group = group.sort_values("component")
         first = group.iloc[0]
-        spec = {column: first[column] for column in SPEC_COLUMNS}
-        lambdas = stats[spec["dataset"]].lambdas
-        predictor = (exact or {}).get(spec["dataset"])
+        spec = {column: first[column] for column in columns}
+        where = (spec["dataset"], first_layer(spec["arch"]).k)  # the run's patch statistics
+        lambdas = stats[where].lambdas
+        predictor = (exact or {}).get(where)
         targets = [("random init", "energy_raw")] if step == 0 else [("learned", "energy")]
         for kind, column in targets:
             profile = group[column].to_numpy()
@@ -70,9 +90,7 @@ def fit_profiles(
                 "step": int(step),
                 "epoch": float(first["epoch"]),
                 "kind": kind,
-                **compare_fits(
-                    profile, lambdas, eta, tau_range, (paper_ranges or {}).get(spec["dataset"])
-                ),
+                **compare_fits(profile, lambdas, eta, tau_range, (paper_ranges or {}).get(where)),
             }
             if predictor is not None:
                 row["exact_correlation"], row["exact_tau"] = best_tau(
@@ -90,12 +108,20 @@ def fit_profiles(
 RECIPE = ["lr", "epochs"]
 
 
+def recipe(frame: pd.DataFrame) -> list[str]:
+    """RECIPE and the later spec columns the table has (optimizer, augment)."""
+    return RECIPE + recipe_columns(frame)
+
+
 def table3(fits: pd.DataFrame) -> pd.DataFrame:
-    """Table 3 with its null models: per (dataset, network, labels, inputs, lr, epochs) the final
-    learned profiles of distinct runs, and per dataset the distinct random initialisations; see
-    `nulls.summarise` for the columns (n, means with 95% t intervals, best null family,
-    delta r and delta log-RMSE, verdicts), plus the exact prediction's mean r and interval."""
+    """Table 3 with its null models: per (dataset, network, labels, inputs, lr, epochs, and
+    optimizer and augment where the grid has them) the final learned profiles of distinct runs,
+    and per dataset (and first-layer kernel size, where runs have several) the distinct random
+    initialisations; see `nulls.summarise` for the columns (n, means with 95% t intervals, best
+    null family, delta r and delta log-RMSE, verdicts), plus the exact prediction's mean r and
+    interval."""
     final = fits[(fits["kind"] == "learned") & fits["final"] & ~fits["frozen"]]
+    keys = recipe(fits)
     rows = []
 
     def add(frame, **labels):
@@ -106,26 +132,35 @@ def table3(fits: pd.DataFrame) -> pd.DataFrame:
             )
         rows.append(row)
 
-    for (dataset, arch, labels, inputs, lr, epochs), frame in final.groupby(
-        ["dataset", "arch", "labels", "inputs", *RECIPE], sort=True
-    ):
+    for values, frame in final.groupby(["dataset", "arch", "labels", "inputs", *keys], sort=True):
+        dataset, arch, labels, inputs, *settings = values
         add(
-            frame, dataset=dataset, network=arch, labels=labels, inputs=inputs, lr=lr, epochs=epochs
+            frame,
+            dataset=dataset,
+            network=arch,
+            labels=labels,
+            inputs=inputs,
+            **dict(zip(keys, settings)),
         )
-    for dataset, frame in fits[fits["kind"] == "random init"].groupby("dataset", sort=True):
-        add(frame, dataset=dataset, network="random init", labels="-", inputs="-")
+    inits = fits[fits["kind"] == "random init"]
+    inits = inits.assign(k=inits["arch"].map(lambda arch: first_layer(arch).k))
+    several = inits["k"].nunique() > 1  # random inits of several geometries: one row each
+    for (dataset, k), frame in inits.groupby(["dataset", "k"], sort=True):
+        network = f"random init, {k}x{k}" if several else "random init"
+        add(frame, dataset=dataset, network=network, labels="-", inputs="-")
     return pd.DataFrame(rows)
 
 
 def paper_ranges(patches_per_image: dict) -> dict:
-    """{dataset: the authors' tau range} from each dataset's patch positions per image."""
-    return {name: paper_tau_range(count) for name, count in patches_per_image.items()}
+    """{(dataset, k): the authors' tau range} from the patch positions per image."""
+    return {key: paper_tau_range(count) for key, count in patches_per_image.items()}
 
 
-def exact_predictors(moments_by_dataset: dict, stats: dict) -> dict:
+def exact_predictors(moments_by_key: dict, stats: dict) -> dict:
+    """{(dataset, k): the exact linear prediction} from the average-patch moments."""
     return {
-        name: ExactProfile(moments, stats[name].eigenvectors)
-        for name, moments in moments_by_dataset.items()
+        key: ExactProfile(moments, stats[key].eigenvectors)
+        for key, moments in moments_by_key.items()
     }
 
 
@@ -137,32 +172,33 @@ def fit_curves(
     eta: float = 1e-7,
     tau_range=(1e-4, 1e4),
 ) -> pd.DataFrame:
-    """Curves for the fit figure: per (dataset, arch, labels, inputs, lr, epochs), the mean over
-    seeds of the final learned profiles (max-normalised) with the formula and the exact
-    prediction fitted to that mean; and one random init's raw profile per dataset with its
-    formula fit."""
+    """Curves for the fit figure: per (dataset, arch, labels, inputs, lr, epochs, and optimizer
+    and augment where present), the mean over seeds of the final learned profiles
+    (max-normalised) with the formula and the exact prediction fitted to that mean; and one
+    random init's raw profile per dataset and first-layer kernel size with its formula fit."""
     final = profiles.merge(fits[fits["final"]][["run", "step"]], on=["run", "step"])
     final = final[~final["frozen"]]
     panels = []
-    several = {key: final[key].nunique() > 1 for key in RECIPE}  # named only where they differ
-    for (dataset, arch, labels, inputs, lr, epochs), frame in final.groupby(
-        ["dataset", "arch", "labels", "inputs", *RECIPE], sort=True
-    ):
+    keys = recipe(final)
+    several = {key: final[key].nunique() > 1 for key in keys}  # named only where they differ
+    for values, frame in final.groupby(["dataset", "arch", "labels", "inputs", *keys], sort=True):
+        dataset, arch, labels, inputs, *settings = values
+        setting = dict(zip(keys, settings))
         mean = frame.groupby("component")["energy_normalised"].mean().to_numpy()
         title = f"{dataset} {arch}, {labels} labels" + ("" if inputs == "none" else f", {inputs}")
-        title += f", lr {lr:g}" if several["lr"] else ""
-        title += f", {epochs} epochs" if several["epochs"] else ""
-        panels.append((title, f"learned (mean of {frame['run'].nunique()} runs)", mean, dataset))
+        title += f", lr {setting['lr']:g}" if several["lr"] else ""
+        title += f", {setting['epochs']} epochs" if several["epochs"] else ""
+        for key in keys[len(RECIPE) :]:
+            title += f", {setting[key]}" if several[key] else ""
+        key = (dataset, first_layer(arch).k)
+        panels.append((title, f"learned (mean of {frame['run'].nunique()} runs)", mean, key))
     init = profiles[profiles["step"] == 0]
-    for dataset, frame in init.groupby("dataset", sort=True):
+    init = init.assign(k=init["arch"].map(lambda arch: first_layer(arch).k))
+    for (dataset, k), frame in init.groupby(["dataset", "k"], sort=True):
         one = frame[frame["run"] == frame["run"].iloc[0]].sort_values("component")
+        title = f"{dataset}, a random init" + (f" ({k}x{k})" if init["k"].nunique() > 1 else "")
         panels.append(
-            (
-                f"{dataset}, a random init",
-                "random init (raw)",
-                one["energy_raw_normalised"].to_numpy(),
-                dataset,
-            )
+            (title, "random init (raw)", one["energy_raw_normalised"].to_numpy(), (dataset, k))
         )
     rows = []
     for title, label, measured, dataset in panels:
@@ -212,13 +248,18 @@ def fit_study(profiles: pd.DataFrame, stats_paths, feature_paths, eta: float, ta
     predictions and their summary) from the training profiles, each dataset's patch statistics
     and per-image features (file paths, in dataset folders)."""
     from firstlayer.patches.features import read_image_features
-    from firstlayer.patches.stats import read_patch_stats
+    from firstlayer.patches.stats import read_stats_files
 
-    stats = {Path(path).parent.name: read_patch_stats(path) for path in stats_paths}
-    features = {Path(path).parent.name: read_image_features(path) for path in feature_paths}
-    moments = {name: Moments.of(data["average_patches"]) for name, data in features.items()}
+    stats = read_stats_files(stats_paths)
+    for (dataset, k), spectrum in stats.items():
+        check_spectrum(spectrum, f"results/patches/{dataset}/k{k}.h5")
+    features = {}
+    for path in feature_paths:
+        data = read_image_features(path)
+        features[Path(path).parent.name, data["k"]] = data
+    moments = {key: Moments.of(data["average_patches"]) for key, data in features.items()}
     exact = exact_predictors(moments, stats)
-    ranges = paper_ranges({name: data["patches_per_image"] for name, data in features.items()})
+    ranges = paper_ranges({key: data["patches_per_image"] for key, data in features.items()})
     print(f"fitting {profiles['run'].nunique()} runs at every recorded step; paper ranges {ranges}")
     fits = fit_profiles(profiles, stats, exact, eta, tuple(tau_range), ranges)
     table = table3(fits)
@@ -262,6 +303,7 @@ def pretrained_fits(
         layer = read_first_layer(path)
         if layer.k != stats.k:
             continue
+        check_spectrum(stats, f"patch statistics for {layer.name}")
         if layer.input_mean.size == 0:  # a user file without its own normalisation
             layer.input_mean, layer.input_std = map(np.asarray, dataset_norm)
         space = (
@@ -345,6 +387,7 @@ def cross_dataset(profiles: pd.DataFrame, fits: pd.DataFrame, stats: dict) -> pd
     (A, run on B), beside the run's in-sample formula and best-null correlations."""
     final = fits[(fits["kind"] == "learned") & fits["final"] & ~fits["frozen"]]
     final = final[final["inputs"] == "none"]
+    match = MATCH + recipe_columns(final)
     rows = []
     for _, run in final.iterrows():
         measured = (
@@ -352,8 +395,8 @@ def cross_dataset(profiles: pd.DataFrame, fits: pd.DataFrame, stats: dict) -> pd
             .sort_values("component")["energy"]
             .to_numpy()
         )
-        lambdas = np.asarray(stats[run["dataset"]].lambdas, np.float64)
-        same = (final[MATCH] == run[MATCH]).all(axis=1)
+        lambdas = np.asarray(stats[run["dataset"], first_layer(run["arch"]).k].lambdas, np.float64)
+        same = (final[match] == run[match]).all(axis=1)
         for source, donors in final[same & (final["dataset"] != run["dataset"])].groupby("dataset"):
             tau = float(donors["formula_tau"].median())
             family = donors["best_null"].mode().iloc[0]

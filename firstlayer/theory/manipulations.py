@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from firstlayer.common.architectures import first_layer
 from firstlayer.common.settings import parse_deciles, parse_scaling
 from firstlayer.intervals import interval, with_interval
 from firstlayer.patches.profiles import similarity
 from firstlayer.theory.formula import fit_formula, formula_profile
 from firstlayer.theory.nulls import compare_fits, null_curve, verdict
-from firstlayer.training.analysis import NO_PAIRS, final_profiles
+from firstlayer.training.analysis import NO_PAIRS, final_profiles, recipe_columns
 
 # runs compared with each other: same data, network, learning rate and seed (frozen runs are
 # left out); random
@@ -120,7 +121,8 @@ def measured_lambdas(run_paths, dataset_paths: dict, stats: dict) -> dict:
         key = (spec.dataset, spec.n_train, spec.subset_seed, spec.inputs)
         if key not in cache:
             print(f"measuring the patch lambdas of {spec.dataset} under {spec.inputs}")
-            data, space = dataset_paths[spec.dataset], stats[spec.dataset]
+            data = dataset_paths[spec.dataset]
+            space = stats[spec.dataset, first_layer(spec.arch).k]
             scaled = _std_along_components(spec, data, space)
             plain = _std_along_components(dataclasses.replace(spec, inputs="none"), data, space)
             cache[key] = np.asarray(space.lambdas, np.float64) * scaled / plain
@@ -165,10 +167,12 @@ def manipulation_table(
     `scaled_lambdas` measured on its own transformed images, where given."""
     final = final_profiles(profiles[~profiles["frozen"]])
     runs = final.drop_duplicates("run").set_index("run")
+    recipe = recipe_columns(runs)  # a partner has the same optimiser and augmentation
     rows, left_out = [], []
     for run, spec in runs.iterrows():
 
         def partner(labels, keys=KEYS, spec=spec):
+            keys = [*keys, *recipe]
             same = (runs[keys] == spec[keys]).all(axis=1)
             return runs[same & (runs["labels"] == labels) & (runs["inputs"] == "none")].index
 
@@ -208,7 +212,7 @@ def manipulation_table(
             left_out.append((spec["inputs"], spec["labels"]))
             continue
         reference = _vector(final[final["run"] == base[0]])
-        lambdas = stats[spec["dataset"]].lambdas
+        lambdas = stats[spec["dataset"], first_layer(spec["arch"]).k].lambdas
         held_out = predict_rescaled(reference, lambdas, component, factor, eta, tau_range)
         row = {
             "run": run,
@@ -241,9 +245,10 @@ def unmanipulated_true_vs_random(profiles: pd.DataFrame) -> list[float]:
     """Correlations of true- and random-label profiles of the same seed, unmanipulated inputs."""
     final = final_profiles(profiles[~profiles["frozen"] & (profiles["inputs"] == "none")])
     runs = final.drop_duplicates("run").set_index("run")
+    keys = KEYS + recipe_columns(runs)
     values = []
     for run, spec in runs[runs["labels"] == "true"].iterrows():
-        match = runs[(runs[KEYS] == spec[KEYS]).all(axis=1) & (runs["labels"] == "random")].index
+        match = runs[(runs[keys] == spec[keys]).all(axis=1) & (runs["labels"] == "random")].index
         if len(match):
             values.append(
                 similarity(
@@ -417,8 +422,10 @@ def manipulation_curves(
 
     if not len(table):
         return pd.DataFrame(columns=["panel", "series", "style", "label", "component", "value"])
-    for (dataset, name), frame in table.groupby(["dataset", "manipulation"], sort=True):
-        panel = f"{dataset}: {name}"
+    table = table.assign(k=table["arch"].map(lambda arch: first_layer(arch).k))
+    several = table["k"].nunique() > 1
+    for (dataset, name, k), frame in table.groupby(["dataset", "manipulation", "k"], sort=True):
+        panel = f"{dataset}: {name}" + (f" ({k}x{k} first layers)" if several else "")
         # unmanipulated runs of the same networks and seeds as the manipulated ones
         keys = frame[KEYS].drop_duplicates()
         same = final.reset_index().merge(keys, on=KEYS)["run"].unique()
@@ -431,7 +438,7 @@ def manipulation_curves(
                     add(panel, labels, mean_of(runs), "prediction", f"{labels} labels")
             continue
         component, factor = parse_scaling(name)
-        lambdas = stats[dataset].lambdas
+        lambdas = stats[dataset, k].lambdas
         references = {}  # unscaled mean profile per label setting
         for labels, group in frame.groupby("labels"):
             add(
@@ -481,9 +488,9 @@ def manipulation_study(
     """Rule `manipulations`: (per-run table, summary, held-out summary, figure curves) from the
     training profiles, each dataset's patch statistics (paths in dataset folders) and, for the
     measured-lambda prediction, the scaled runs' files and their datasets' files."""
-    from firstlayer.patches.stats import read_patch_stats
+    from firstlayer.patches.stats import read_stats_files
 
-    stats = {Path(path).parent.name: read_patch_stats(path) for path in stats_paths}
+    stats = read_stats_files(stats_paths)
     datasets = {Path(path).stem: path for path in dataset_paths}
     scaled = measured_lambdas(run_paths, datasets, stats)
     table = manipulation_table(profiles, stats, eta, tuple(tau_range), scaled)

@@ -111,6 +111,12 @@ def whitening_study(
         raw = np.concatenate(list(selected_chunks(data.images("train"), indices, 1000)))
         x = to_input_space(raw, data.mean, data.std).permute(0, 3, 1, 2).numpy()
     runs = [read_run(path) for path in run_paths]
+    for run, path in zip(runs, run_paths):
+        if run.final.shape[-1] % 2 == 0:
+            raise InputError(
+                f"{path}: a {run.final.shape[-1]}x{run.final.shape[-1]} first layer; the "
+                f"whitening figure compares centred (odd-sized) stride-1 first layers only"
+            )
     filters, kernel = (runs[0].final.shape[0], runs[0].final.shape[2]) if runs else (64, 3)
     curves = {
         "RGB input": [response_autocorrelation(x, None, max_distance)],
@@ -121,13 +127,17 @@ def whitening_study(
             for seed in range(random_banks)
         ],
     }
-    if runs:
-        curves["trained first layer"] = [
-            response_autocorrelation(x, run.final, max_distance) for run in runs
+    # one pair of curves per recipe (optimiser, augmentation) where the runs have several
+    recipes = sorted({(run.spec.optimizer, run.spec.augment) for run in runs})
+    for recipe in recipes:
+        group = [run for run in runs if (run.spec.optimizer, run.spec.augment) == recipe]
+        suffix = f" ({', '.join(recipe)})" if len(recipes) > 1 else ""
+        curves[f"trained first layer{suffix}"] = [
+            response_autocorrelation(x, run.final, max_distance) for run in group
         ]
         # what training added: the part of the filters the theory's profile describes
-        curves["trained, change from init"] = [
-            response_autocorrelation(x, run.final - run.init, max_distance) for run in runs
+        curves[f"trained, change from init{suffix}"] = [
+            response_autocorrelation(x, run.final - run.init, max_distance) for run in group
         ]
     curves[f"ideal whitening (ZCA {stats.k}x{stats.k})"] = [
         response_autocorrelation(x, whitening_bank(stats, epsilon), max_distance)

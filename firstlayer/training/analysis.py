@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from firstlayer.common.architectures import first_layer
 from firstlayer.intervals import interval_over_runs
 from firstlayer.patches.profiles import energy_profile, normalise, similarity
 
@@ -22,6 +23,34 @@ SPEC_COLUMNS = [
     "epochs",
     "lr",
 ]
+# Spec fields added later: a table has their column only when some run is off the default
+# (so the tables of grids without them stay as they were), read as the default where absent.
+LATER_COLUMNS = {"optimizer": "sgd", "augment": "none"}
+
+
+def spec_columns(frame: pd.DataFrame) -> list[str]:
+    """SPEC_COLUMNS and the later spec columns `frame` has."""
+    return SPEC_COLUMNS + [column for column in LATER_COLUMNS if column in frame.columns]
+
+
+def recipe_columns(frame: pd.DataFrame) -> list[str]:
+    """The later spec columns `frame` has (optimizer, augment): runs that differ in one are
+    never pooled or paired as the same recipe."""
+    return [column for column in LATER_COLUMNS if column in frame.columns]
+
+
+def with_later_defaults(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table concatenated from runs with and without later spec columns: the runs without one
+    hold its default (pandas left them empty)."""
+    for column, default in LATER_COLUMNS.items():
+        if column in frame.columns:
+            frame[column] = frame[column].fillna(default)
+    return frame
+
+
+def geometry_label(arch: str) -> str:
+    """A run's first-layer geometry as tables name it, e.g. '4x4 stride 4'."""
+    return str(first_layer(arch))
 
 
 def read_table(path) -> pd.DataFrame:
@@ -51,7 +80,7 @@ def run_profiles(name: str, run, stats) -> pd.DataFrame:
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     spec = run.spec.as_dict()
-    for column in SPEC_COLUMNS:
+    for column in SPEC_COLUMNS + [c for c in LATER_COLUMNS if c in spec]:
         table[column] = spec[column]
     table.insert(0, "run", name)
     return table
@@ -98,11 +127,17 @@ def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
     final = final_profiles(profiles)
     change = _vectors(final, "energy")
     init = _vectors(profiles[profiles["step"] == 0], "energy_raw")  # raw profile at step 0
-    runs = final.drop_duplicates("run").set_index("run")[SPEC_COLUMNS]
+    runs = final.drop_duplicates("run").set_index("run")[spec_columns(final)]
+    runs = runs.assign(first_layer=runs["arch"].map(geometry_label))
     # Tables 1-2 are about unmanipulated data: manipulated runs have their own analysis
     learned = runs[~runs["frozen"] & (runs["inputs"] == "none")]
+    # one row per dataset, and per optimiser, augmentation and first-layer geometry where the
+    # grid has several: runs of different recipes or geometries are never pooled
+    keys = group_keys(learned)
     rows = []
-    for dataset, group in learned.groupby("dataset"):
+    for values, group in learned.groupby(keys):
+        labels = dict(zip(keys, values))
+        dataset = labels.pop("dataset")
         true, random = group[group["labels"] == "true"], group[group["labels"] == "random"]
 
         def pairs(frame, same, differ):
@@ -159,16 +194,33 @@ def consistency_tables(profiles: pd.DataFrame) -> pd.DataFrame:
                 ],
             ),
         ]
-        rows += [_summary(t, c, dataset, v) for t, c, v in candidates if v]
-    columns = ["table", "comparison", "dataset", "mean", "std", "low", "high", "n"]
+        rows += [{**_summary(t, c, dataset, v), **labels} for t, c, v in candidates if v]
+    columns = ["table", "comparison", "dataset", *keys[1:], "mean", "std", "low", "high", "n"]
     return pd.DataFrame(rows, columns=columns)
 
 
+def group_keys(runs: pd.DataFrame) -> list[str]:
+    """How Tables 1 and 2 split `runs` (one row per run): by dataset, and by the later spec
+    columns and the first-layer geometry wherever the runs hold more than one value."""
+    extra = [c for c in [*recipe_columns(runs), "first_layer"] if c in runs]
+    return ["dataset"] + [c for c in extra if runs[c].nunique() > 1]
+
+
 def run_correlations(profiles: pd.DataFrame) -> pd.DataFrame:
-    """Correlations of the final learned (change) profiles of every pair of runs (tidy a, b)."""
+    """Correlations of the final learned (change) profiles of every pair of runs (tidy a, b)
+    whose first layers have the same number of components (profiles of other geometries have
+    no common basis)."""
     from firstlayer.patches.profiles import correlation_table
 
-    return correlation_table(_vectors(final_profiles(profiles), "energy"))
+    vectors = _vectors(final_profiles(profiles), "energy")
+    sizes = sorted({len(vector) for vector in vectors.values()})
+    return pd.concat(
+        [
+            correlation_table({r: v for r, v in vectors.items() if len(v) == size})
+            for size in sizes or [0]
+        ],
+        ignore_index=True,
+    )
 
 
 # Every comparison of Tables 1 and 2, in the paper's order.
@@ -185,7 +237,13 @@ NO_PAIRS = "no pairs in this grid"
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
     """Tables 1/2 as text cells 'mean ± std (n)' for rendering (the spread only when n >= 2);
-    a comparison the grid has no pairs (or runs) for says so instead of being left out."""
+    a comparison the grid has no pairs (or runs) for says so instead of being left out. Rows
+    split by recipe or geometry name them after the dataset."""
+    extra = [c for c in ("optimizer", "augment", "first_layer") if c in table.columns]
+    names = table["dataset"].astype(str)
+    for column in extra:
+        names = names + ", " + table[column].astype(str)
+    table = table.assign(dataset=names)
     rows = []
     for dataset in sorted(table["dataset"].unique()) or ["any"]:
         found = table[table["dataset"] == dataset].set_index("comparison")
@@ -204,9 +262,11 @@ MODEL_COLUMNS = ["dataset", "arch", "first_width", "width", "inputs"]
 
 
 def with_both(table: pd.DataFrame, column: str, values: tuple) -> pd.DataFrame:
-    """Rows of the model configurations (dataset, arch, widths, inputs) that have runs with
-    every one of `values` in `column`: e.g. both true and random labels, or frozen and learned."""
-    keep = table.groupby(MODEL_COLUMNS)[column].transform(lambda v: set(values) <= set(v))
+    """Rows of the model configurations (dataset, arch, widths, inputs, and optimiser and
+    augmentation where the table has them) that have runs with every one of `values` in
+    `column`: e.g. both true and random labels, or frozen and learned."""
+    models = MODEL_COLUMNS + recipe_columns(table)
+    keep = table.groupby(models)[column].transform(lambda v: set(values) <= set(v))
     return table[keep.astype(bool)]
 
 
@@ -215,18 +275,19 @@ def profile_runs(run_paths, stats_paths) -> tuple[pd.DataFrame, pd.DataFrame]:
     statistics (stats files are results/patches/{dataset}/k*.h5), and its metrics with its spec."""
     from pathlib import Path
 
-    from firstlayer.patches.stats import read_patch_stats
+    from firstlayer.patches.stats import read_stats_files
     from firstlayer.training.run import read_run
 
-    stats = {Path(path).parent.name: read_patch_stats(path) for path in stats_paths}
+    stats = read_stats_files(stats_paths)
     profiles, metrics = [], []
     for path in run_paths:
         name, run = Path(path).stem, read_run(path)
-        profiles.append(run_profiles(name, run, stats[run.spec.dataset]))
+        k = first_layer(run.spec.arch).k
+        profiles.append(run_profiles(name, run, stats[run.spec.dataset, k]))
         frame = pd.DataFrame(run.metrics)
         for key, value in run.spec.as_dict().items():
             frame[key] = str(value) if isinstance(value, list) else value  # one cell
         frame.insert(0, "run", name)
         metrics.append(frame)
     print(f"profiled {len(profiles)} runs")
-    return pd.concat(profiles), pd.concat(metrics)
+    return with_later_defaults(pd.concat(profiles)), with_later_defaults(pd.concat(metrics))

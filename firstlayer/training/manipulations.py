@@ -11,9 +11,16 @@ Label settings
 Input transforms
   none        the standardised images
   scaleNxA    the coefficient of principal component N scaled by A in every patch (below)
+Augmentations (of each training batch, drawn anew every epoch; the test images never)
+  none        the images as they are
+  crop_flip   each image padded by 4 black pixels on every side and cropped back to its size at
+              a random offset (0-8 pixels each way), then flipped left-right with probability
+              1/2; the draws of an epoch come from the run's own seeded stream (`crop_flip_draws`),
+              so a run is reproducible, and resumable at an epoch's end, bit for bit
 
-Components are those of the training subset's own k x k patch PCA (k = FIRST_LAYER_K, the
-first layer's size) in the standardised input space, computed once per run from its training images.
+Components are those of the training subset's own k x k patch PCA (k = the run's first-layer
+kernel size, `common.architectures.first_layer`) in the standardised input space, computed once
+per run from its training images.
 
 How an image is formed from its scaled, overlapping patches: every patch p should become
 M x_p with M = I + (A - 1) u u^T, but overlapping patches share pixels. The image whose patches
@@ -34,18 +41,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from firstlayer.common.facts import FIRST_LAYER_K
-from firstlayer.common.settings import check_labels, check_transform, parse_deciles, parse_scaling
+from firstlayer.common.settings import (
+    check_augment,
+    check_labels,
+    check_transform,
+    parse_deciles,
+    parse_scaling,
+)
 from firstlayer.errors import InputError
 
 
 @dataclass
 class Context:
-    """The run's training images (uint8 NHWC) and normalisation; the patch PCA on demand."""
+    """The run's training images (uint8 NHWC), normalisation and first-layer kernel size k; the
+    patch PCA of its k x k patches on demand."""
 
     images: np.ndarray
     mean: np.ndarray
     std: np.ndarray
+    k: int = 3
     _stats: object = field(default=None, repr=False)
 
     @property
@@ -53,14 +67,14 @@ class Context:
         if self._stats is None:
             from firstlayer.patches.stats import patch_statistics
 
-            self._stats = patch_statistics(self.images, FIRST_LAYER_K, self.mean, self.std)
+            self._stats = patch_statistics(self.images, self.k, self.mean, self.std)
         return self._stats
 
     def component(self, number: int) -> np.ndarray:
         if not 1 <= number <= self.stats.d:
             raise InputError(
                 f"principal component {number}; allowed: 1..{self.stats.d} for "
-                f"{FIRST_LAYER_K}x{FIRST_LAYER_K} patches of {self.stats.channels} channels"
+                f"{self.k}x{self.k} patches of {self.stats.channels} channels"
             )
         return self.stats.eigenvectors[:, number - 1]
 
@@ -119,4 +133,43 @@ def apply_transform(name: str, images, context: Context, seed: int):
     if name == "none":
         return images
     number, factor = parse_scaling(name)
-    return scale_component(images, context.component(number), factor, FIRST_LAYER_K)
+    return scale_component(images, context.component(number), factor, context.k)
+
+
+PAD = 4  # crop_flip: pixels of black padding on each side, so offsets 0..2 * PAD
+
+
+def crop_flip_draws(n: int, seed: int) -> np.ndarray:
+    """The crop_flip draws of one epoch for n training images, (n, 3) int64: vertical and
+    horizontal crop offsets in 0..8 and a flip flag, from `seed` alone (a numpy PCG64 stream,
+    the same on every platform). Row i belongs to the i-th image of the epoch's order."""
+    rng = np.random.default_rng(seed)
+    offsets = rng.integers(0, 2 * PAD + 1, size=(n, 2))
+    flips = rng.integers(0, 2, size=(n, 1))
+    return np.concatenate([offsets, flips], axis=1)
+
+
+def crop_flip(images: torch.Tensor, draws: torch.Tensor, black: torch.Tensor) -> torch.Tensor:
+    """A batch of standardised NCHW images padded by PAD pixels of `black` (the value of a black
+    pixel in the input space, per channel), cropped back to H x W at each image's offsets and
+    flipped left-right where its flag is set. `draws`: (B, 3) rows of `crop_flip_draws`, on the
+    images' device. One gather, no per-image loop; exact (a copy of pixels)."""
+    batch, channels, height, width = images.shape
+    padded = black.view(1, channels, 1, 1).expand(batch, channels, height + 2 * PAD,
+                                                  width + 2 * PAD).clone()  # fmt: skip
+    padded[:, :, PAD : PAD + height, PAD : PAD + width] = images
+    rows = draws[:, 0:1] + torch.arange(height, device=images.device)  # (B, H)
+    across = torch.arange(width, device=images.device)
+    across = torch.where(draws[:, 2:3].bool(), width - 1 - across, across)  # (B, W)
+    cols = draws[:, 1:2] + across
+    index = torch.arange(batch, device=images.device).view(batch, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2)
+
+
+def augmenter(name: str, black):
+    """The batch augmentation of setting `name`, as f(images, draws) (None for `none`)."""
+    check_augment(name)
+    if name == "none":
+        return None
+    return lambda images, draws: crop_flip(images, draws, black)

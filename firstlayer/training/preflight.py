@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from firstlayer.common.architectures import check_fits, first_layer
 from firstlayer.common.cost import MEMORY_SAFETY, RUNTIME_MB, training_request
-from firstlayer.common.facts import FIRST_LAYER_K, TorchvisionDataset
+from firstlayer.common.facts import TorchvisionDataset
 from firstlayer.common.grid import RunSpec
 from firstlayer.common.settings import (
     check_labels,
@@ -78,14 +79,18 @@ def check_run(
             f"{where}: trains on 1 image; allowed: at least 2 (batch norm needs two values per "
             f"channel)"
         )
-    d = shape[2] * FIRST_LAYER_K**2
+    try:
+        check_fits(spec.arch, min(shape[:2]))
+    except InputError as error:
+        raise InputError(f"{where}: {error}") from None
+    k = first_layer(spec.arch).k
+    d = shape[2] * k**2
     for key, value in (("labels", spec.labels), ("inputs", spec.inputs)):
         number = component_number(value)
         if number is not None and number > d:
             raise InputError(
                 f"{where}: {key} {value!r} names principal component {number}; allowed: 1..{d} "
-                f"for {FIRST_LAYER_K}x{FIRST_LAYER_K} patches of the {shape[2]}-channel images of "
-                f"{spec.dataset}"
+                f"for {k}x{k} patches of the {shape[2]}-channel images of {spec.dataset}"
             )
     n_train = min(spec.n_train or train_images, train_images)
     n_test = test_images if spec.n_test is None else min(spec.n_test, test_images)

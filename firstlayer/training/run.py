@@ -1,9 +1,11 @@
 """Training one network and recording its first layer along the way.
 
 The paper's recipe is the default: plain SGD (lr 0.01, no momentum, no weight decay), batch 256,
-cross-entropy, no augmentation. The training set lives on the device as one tensor and batches
-are index slices of a per-epoch permutation (no DataLoader). Random streams are separate and
-derived from the run's seed: initialisation, data order (one per epoch), labels. The
+cross-entropy, no augmentation. A run may instead use AdamW (its own lr and weight decay, betas
+0.9 and 0.999) and the crop_flip augmentation (`training.manipulations`). The training set lives
+on the device as one tensor and batches are index slices of a per-epoch permutation (no
+DataLoader). Random streams are separate and derived from the run's seed: initialisation, data
+order (one per epoch), augmentation draws (one per epoch), labels. The
 initialisation stream also takes the run's whole specification (`init_seed`), so no two distinct
 runs share an initialisation by accident.
 
@@ -37,9 +39,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from firstlayer.common.architectures import first_layer
 from firstlayer.common.grid import RunSpec
 from firstlayer.common.provenance import code_digest
-from firstlayer.common.settings import check_labels, check_transform
+from firstlayer.common.settings import (
+    check_augment,
+    check_labels,
+    check_optimizer,
+    check_transform,
+)
 from firstlayer.datasets.sources import DatasetFile, selected_chunks
 from firstlayer.errors import InputError
 from firstlayer.h5io import atomic_h5, open_checked
@@ -59,7 +67,13 @@ from firstlayer.training.devices import (
     gpu_request,
     select_device,
 )
-from firstlayer.training.manipulations import Context, apply_labels, apply_transform
+from firstlayer.training.manipulations import (
+    Context,
+    apply_labels,
+    apply_transform,
+    augmenter,
+    crop_flip_draws,
+)
 from firstlayer.training.models import build
 from firstlayer.training.preflight import check_run
 
@@ -164,6 +178,9 @@ def _prepare(spec: RunSpec, data: DatasetFile, device):
     """`prepare_data` from an open dataset file."""
     check_labels(spec.labels)
     check_transform(spec.inputs)
+    check_optimizer(spec.optimizer)
+    check_augment(spec.augment)
+    k = first_layer(spec.arch).k
     train_labels = data.labels("train")
     subset = balanced_subset(train_labels, spec.n_train, spec.subset_seed)
     train_images = _read(data.images("train"), subset)
@@ -175,7 +192,7 @@ def _prepare(spec: RunSpec, data: DatasetFile, device):
     )
     test_images = _read(data.images("test"), test_subset)
     mean, std, classes = data.mean, data.std, len(data.class_names)
-    context = Context(train_images, mean, std)
+    context = Context(train_images, mean, std, k)
     labels = apply_labels(
         spec.labels, train_labels[subset], context, derive_seed(spec.seed, "labels")
     )
@@ -199,6 +216,8 @@ def _prepare(spec: RunSpec, data: DatasetFile, device):
         "y_test": torch.from_numpy(test_labels[test_subset]).to(device),
         "classes": classes,
         "channels": train_images.shape[-1],
+        # a black pixel in the standardised input space (crop_flip pads with it)
+        "black": torch.tensor(-np.asarray(mean) / np.asarray(std), dtype=torch.float32).to(device),
         "subset": subset,
         "labels": labels,
     }
@@ -283,17 +302,18 @@ def train(
         depends = dependencies(spec, dataset.data_sha256(), code or code_digest(__file__))
         data = _prepare(spec, dataset, device)
     torch.manual_seed(init_seed(spec))
-    model = build(spec.arch, spec.first_width, spec.width, data["classes"], data["channels"]).to(
-        device, memory_format=torch.channels_last
-    )
+    model = build(
+        spec.arch,
+        spec.first_width,
+        spec.width,
+        data["classes"],
+        data["channels"],
+        side=data["x"].shape[-1],
+    ).to(device, memory_format=torch.channels_last)
     if spec.frozen:
         model.first_conv.weight.requires_grad_(False)
-    optimizer = torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=spec.lr,
-        momentum=spec.momentum,
-        weight_decay=spec.weight_decay,
-    )
+    optimizer = make_optimizer(spec, [p for p in model.parameters() if p.requires_grad])
+    augment = augmenter(spec.augment, data["black"])
     n = len(data["y"])
     steps_per_epoch = len(batch_bounds(n, spec.batch_size))
     recorded = record_steps(steps_per_epoch, spec.epochs, spec.lr, spec.record_lr_steps)
@@ -325,9 +345,10 @@ def train(
         norms2 = filter_norms2(model)
         log(f"resuming from the checkpoint after epoch {state['epoch']} (step {state['step']})")
     log(
-        f"training {spec.arch} (first layer {spec.first_width} filters"
-        f"{', frozen' if spec.frozen else ''}) "
-        f"on {n} images, labels {spec.labels}, {spec.epochs} epochs, device {device}"
+        f"training {spec.arch} (first layer {spec.first_width} filters, "
+        f"{first_layer(spec.arch)}{', frozen' if spec.frozen else ''}) "
+        f"on {n} images, labels {spec.labels}, {spec.epochs} epochs, {spec.optimizer} lr "
+        f"{spec.lr:g}, augmentation {spec.augment}, device {device}"
         f"{f' ({mode} mode)' if device.type == 'cuda' else ''}"
     )
     # steps of this epoch whose loss was not finite (on the device: no host synchronisation)
@@ -350,6 +371,10 @@ def train(
         order = torch.from_numpy(
             np.random.default_rng(derive_seed(spec.seed, "order", epoch)).permutation(n)
         ).to(device)
+        draws = None
+        if augment is not None:
+            seed = derive_seed(spec.seed, "augment", epoch)
+            draws = torch.from_numpy(crop_flip_draws(n, seed)).to(device)
         sums = train_epoch(
             model,
             optimizer,
@@ -359,6 +384,8 @@ def train(
             spec,
             device,
             on_step=lambda loss: on_step(state, loss),
+            augment=augment,
+            draws=draws,
         )
         test = evaluate(model, data["x_test"], data["y_test"], spec, device)
         total_loss, total_correct, test_loss, test_acc = (v.item() for v in (*sums, *test))
@@ -405,15 +432,38 @@ def _diverged(name: str, spec: RunSpec, state: dict, nonfinite: int, epoch: int)
     )
 
 
-def train_epoch(model, optimizer, x, y, order, spec: RunSpec, device, on_step=None):
-    """One pass over `order` in batches of index slices (`batch_bounds`); returns (summed loss,
-    correct) as 0-d tensors on the device: no host synchronisation per step. `on_step(loss)` is
-    called after every step with the step's loss."""
+def make_optimizer(spec: RunSpec, parameters) -> torch.optim.Optimizer:
+    """The run's optimiser: SGD (lr, momentum, weight decay: the paper's recipe) or AdamW (its lr
+    and decoupled weight decay, betas 0.9 and 0.999, eps 1e-8)."""
+    check_optimizer(spec.optimizer)
+    if spec.optimizer == "adamw":
+        if spec.momentum:
+            raise InputError(
+                f"optimizer adamw with momentum={spec.momentum:g}; allowed: momentum 0 "
+                f"(AdamW's betas are 0.9, 0.999)"
+            )
+        return torch.optim.AdamW(
+            parameters, lr=spec.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=spec.weight_decay
+        )
+    return torch.optim.SGD(
+        parameters, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
+    )
+
+
+def train_epoch(
+    model, optimizer, x, y, order, spec: RunSpec, device, on_step=None, augment=None, draws=None
+):
+    """One pass over `order` in batches of index slices; returns (summed loss, correct) as 0-d
+    tensors on the device: no host synchronisation per step. `augment(images, draws)`, given,
+    transforms each batch with the rows of `draws` that belong to its positions in `order`.
+    `on_step(loss)` is called after every step with the step's loss."""
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), device=device, dtype=torch.long)
     for first, stop in batch_bounds(len(order), spec.batch_size):
         index = order[first:stop]
         inputs, targets = x[index], y[index]
+        if augment is not None:
+            inputs = augment(inputs, draws[first:stop])
         with _autocast(spec, device):
             out = model(inputs).float()
         loss = F.cross_entropy(out, targets)
