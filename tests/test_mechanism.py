@@ -129,7 +129,7 @@ def test_table3_summarises_final_fits_and_the_random_init_baseline():
                     }
                 )
             )
-    fits = fit_profiles(pd.concat(rows), {"d": type("S", (), {"lambdas": lambdas})()})
+    fits = fit_profiles(pd.concat(rows), {("d", 3): type("S", (), {"lambdas": lambdas})()})
     learned = fits[fits["kind"] == "learned"].set_index("run")
     assert learned.loc["a", "formula_tau"] == pytest.approx(0.1, rel=1e-3)
     assert learned.loc["b", "formula_correlation"] > 0.99999
