@@ -51,7 +51,8 @@ def test_linear_cnn_on_independent_patches_keeps_the_clock():
         filters=4, runs=1024, seeds=5, fractions=[0.01, 0.1], x=[3, 10, 30, 100, 300], init_std=1e-4
     )
     paths = linear_trajectories(average_patches(images, 3, stride=3), settings, "synthetic", "toy")
-    records = fit_records(paths, {"toy": np.sqrt(variance)}, {"toy": basis}, 1e-7, TAU_RANGE)
+    key = ("toy", "linear")
+    records = fit_records(paths, {key: np.sqrt(variance)}, {key: basis}, 1e-7, TAU_RANGE)
     row = pooled(slopes(records))
     assert row["n"] == 5 and row["records"] == 50 and row["at_bound"] == 0
     assert abs(row["a_mean"] - 1) < 0.03 and abs(row["b_mean"] - 1) < 0.03
@@ -59,7 +60,7 @@ def test_linear_cnn_on_independent_patches_keeps_the_clock():
     # tau_hat against the formula's clock: eta' t = eta K t / P with P = 16 patches per image
     ratio = records["formula_tau"] / (records["clock_lr_steps"] * 4 / 16)
     assert ratio.between(0.9, 1.1).all()
-    table = collapse(paths, {"toy": basis}).set_index("comparison")
+    table = collapse(paths, {key: basis}).set_index("comparison")
     equal = table.loc["equal clock, lr_a vs lr_b", "mean"]
     assert equal > 0.9999
     assert equal > table.loc["equal step, lr_a vs lr_b", "mean"] + 0.5
@@ -83,7 +84,7 @@ def profile_series(tau_of, lrs, seeds, steps, noise=0.0):
             paths.append(
                 Trajectory(
                     f"s{seed}_lr{lr}",
-                    {"system": "generated", "dataset": "toy"},
+                    {"system": "generated", "dataset": "toy", "arch": "vgg11"},
                     seed,
                     lr,
                     np.array([0, *steps]),
@@ -107,7 +108,8 @@ def test_slopes_recover_a_clock_that_is_not_lr_times_steps():
     assert np.corrcoef(profile, formula_profile(lambdas, 1e-7, 0.05 * np.sqrt(10) / 1e-7))[
         0, 1
     ] == pytest.approx(1, abs=1e-3)
-    table = slopes(fit_records(paths, {"toy": lambdas}, {"toy": basis}, 1e-7, TAU_RANGE))
+    key = ("toy", "vgg11")
+    table = slopes(fit_records(paths, {key: lambdas}, {key: basis}, 1e-7, TAU_RANGE))
     # both lrs record at their own steps; they share the lr x step span 0.3 .. 1.6
     row = pooled(table)
     assert row["n"] == 3 and abs(row["a_mean"] - 0.5) < 0.05 and abs(row["b_mean"] - 1) < 0.1
@@ -192,7 +194,8 @@ def test_record_values_beyond_the_run_are_said_and_a_tiny_lr_is_no_step(tmp_path
     path.lr, path.grid = 1e-320, (0.3,)
     assert not on_grid(path).any()  # was an OverflowError
     one_lr = from_run("run", read_run(tmp_path / "run.h5"))
-    lambdas, basis = {"toy": np.linspace(1.0, 0.1, 27)}, {"toy": np.eye(27)}
+    key = ("toy", "vgg11")
+    lambdas, basis = {key: np.linspace(1.0, 0.1, 27)}, {key: np.eye(27)}
     records = fit_records([one_lr], lambdas, basis, 1e-7, TAU_RANGE)
     assert records["on_grid"].sum() == 1
     empty = twins([one_lr], records, basis)

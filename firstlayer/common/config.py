@@ -578,10 +578,12 @@ def _check_block_against_data(block: str, spec: dict, datasets: dict, training: 
 
 def _side(datasets: dict, name: str) -> int | None:
     """The image side of a configured dataset where known before it is built (torchvision
-    datasets and their subsets), else None."""
+    datasets and their subsets, after a `resize`), else None."""
     spec = datasets[name]
     if spec["source"] == "subset":
         return _side(datasets, spec["of"]) if spec.get("of") in datasets else None
+    if spec.get("resize"):
+        return min(spec["resize"])
     facts = TORCHVISION_DATASETS.get(spec.get("name"))
     return facts.side if spec["source"] == "torchvision" and facts else None
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from firstlayer.common.architectures import first_layer
 from firstlayer.intervals import interval, interval_over_runs
 from firstlayer.patches.profiles import similarity
 from firstlayer.theory.formula import fit_formula, formula_profile
@@ -42,7 +43,11 @@ CLOCKS = {"lr_steps": "lr × step", "normalised": "Σ lr/|w|² (normalised)"}
 TAU_FITS = {"formula_tau": "τ by r", "formula_log_tau": "τ by log-RMSE"}
 # what the clock predicts for the two slopes of each form
 PREDICTED = {"lr_steps": (1.0, 1.0), "normalised": (1.0, 0.0)}
-GROUP_COLUMNS = ["system", "dataset", "arch", "first_width", "width", "labels", "inputs"]
+# optimiser and augmentation too: an AdamW run's lr is not on SGD's scale
+GROUP_COLUMNS = [
+    "system",
+    *("dataset", "arch", "first_width", "width", "labels", "inputs", "optimizer", "augment"),
+]
 TWIN_FITS = [
     "formula_tau",
     "formula_tau_at_bound",
@@ -102,6 +107,12 @@ class Trajectory:
         return (1 - share) * self.change(order[left]) + share * self.change(order[right])
 
 
+def stats_key(group: dict) -> tuple[str, str]:
+    """Which patch statistics a group's profiles are on: its dataset's, for its network's own
+    first layer (the linear CNN is on the theory's patches of its dataset)."""
+    return group["dataset"], group["arch"]
+
+
 def energy(change: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """Energy profile of a change (..., d) along the columns of `basis`: the root mean square
     of the coefficients over every leading axis (filters, and runs for the linear CNN)."""
@@ -147,10 +158,10 @@ def on_grid(trajectory: Trajectory) -> np.ndarray:
 def fit_records(trajectories, lambdas: dict, basis: dict, eta: float, tau_range) -> pd.DataFrame:
     """One row per record after the init: the clocks, the filters' mean squared norm, and the
     formula's tau fitted by correlation (`formula_tau`) and by log-RMSE (`formula_log_tau`),
-    each flagged where it sits at a bound of `tau_range`. `lambdas` and `basis` by dataset."""
+    each flagged where it sits at a bound of `tau_range`. `lambdas` and `basis` by `stats_key`."""
     rows = []
     for path in trajectories:
-        dataset = path.group["dataset"]
+        dataset = stats_key(path.group)
         grid = on_grid(path)
         for index in range(1, len(path.steps)):
             profile = energy(path.change(index), basis[dataset])
@@ -303,7 +314,7 @@ def collapse(trajectories, basis: dict, points: int = 6) -> pd.DataFrame:
         group = dict(group_items)
         lrs = sorted({path.lr for path in members})
         by_lr_seed = {(path.lr, path.seed): path for path in members}
-        u = basis[group["dataset"]]
+        u = basis[stats_key(group)]
         for clock in CLOCKS:
             if not all(clock in path.clocks for path in members):
                 continue
@@ -437,7 +448,7 @@ def twins(trajectories, records: pd.DataFrame, basis: dict) -> pd.DataFrame:
                 if (a.name, steps[0]) not in grid.index or (b.name, steps[1]) not in grid.index:
                     continue
                 fa, fb = grid.loc[(a.name, steps[0])], grid.loc[(b.name, steps[1])]
-                u = basis[a.group["dataset"]]
+                u = basis[stats_key(a.group)]
                 rows.append(
                     {
                         **dict(group_items),
@@ -504,6 +515,8 @@ def linear_trajectories(
                         "width": 0.0,  # no hidden layers
                         "labels": "random",
                         "inputs": "none",
+                        "optimizer": "gd",  # full-batch gradient descent
+                        "augment": "none",
                     },
                     offset,
                     eta,
@@ -527,16 +540,26 @@ def clock_study(run_paths, stats_paths, feature_paths, settings: dict, eta: floa
     from pathlib import Path
 
     from firstlayer.patches.features import average_patches, read_image_features
-    from firstlayer.patches.stats import read_patch_stats
+    from firstlayer.patches.stats import read_stats_files
     from firstlayer.theory.linear_cnn import tiled_images
     from firstlayer.training.run import read_run
 
-    stats = {Path(path).parent.name: read_patch_stats(path) for path in stats_paths}
-    features = {Path(path).parent.name: read_image_features(path) for path in feature_paths}
+    stats = read_stats_files(stats_paths)  # {(dataset, k): statistics}
+    features = {
+        (Path(path).parent.name, int(Path(path).name.split("_")[0][1:])): read_image_features(path)
+        for path in feature_paths
+    }
     trajectories = [from_run(Path(path).stem, read_run(path)) for path in run_paths]
     print(f"{len(trajectories)} trained runs at {len({t.lr for t in trajectories})} learning rates")
+    chosen = {}  # (dataset, arch): (dataset, k) of the statistics its profiles are on
+    for path in trajectories:
+        dataset, arch = stats_key(path.group)
+        chosen[dataset, arch] = (dataset, first_layer(arch).k)
     for dataset in sorted({t.group["dataset"] for t in trajectories}):
-        data = stats[dataset]
+        # the reference on the theory's patches of the dataset (3x3 where there are several)
+        k = min((k for d, k in features if d == dataset), key=lambda k: (k != 3, k))
+        data = stats[dataset, k]
+        chosen[dataset, "linear"] = (dataset, k)
         synthetic = tiled_images(
             settings["synthetic_images"],
             data.covariance,
@@ -547,15 +570,15 @@ def clock_study(run_paths, stats_paths, feature_paths, settings: dict, eta: floa
         )
         references = [
             ("synthetic independent patches", average_patches(synthetic, data.k, stride=data.k)),
-            (f"{dataset} patches", features[dataset]["average_patches"]),
+            (f"{dataset} patches", features[dataset, k]["average_patches"]),
         ]
         for system, average in references:
             print(f"linear CNN on {system}: {len(average)} images")
             trajectories += linear_trajectories(
                 average, settings, system, dataset, settings["seed"]
             )
-    lambdas = {name: data.lambdas for name, data in stats.items()}
-    basis = {name: data.eigenvectors for name, data in stats.items()}
+    lambdas = {key: stats[where].lambdas for key, where in chosen.items()}
+    basis = {key: stats[where].eigenvectors for key, where in chosen.items()}
     records = fit_records(trajectories, lambdas, basis, eta, tau_range)
     for path in trajectories:
         if path.group["system"] == "trained" and not on_grid(path).any():

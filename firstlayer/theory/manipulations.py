@@ -118,11 +118,12 @@ def measured_lambdas(run_paths, dataset_paths: dict, stats: dict) -> dict:
         spec = read_run(path).spec
         if parse_scaling(spec.inputs) is None:
             continue
-        key = (spec.dataset, spec.n_train, spec.subset_seed, spec.inputs)
+        k = first_layer(spec.arch).k  # lambdas along the components of the run's own k
+        key = (spec.dataset, k, spec.n_train, spec.subset_seed, spec.inputs)
         if key not in cache:
             print(f"measuring the patch lambdas of {spec.dataset} under {spec.inputs}")
             data = dataset_paths[spec.dataset]
-            space = stats[spec.dataset, first_layer(spec.arch).k]
+            space = stats[spec.dataset, k]
             scaled = _std_along_components(spec, data, space)
             plain = _std_along_components(dataclasses.replace(spec, inputs="none"), data, space)
             cache[key] = np.asarray(space.lambdas, np.float64) * scaled / plain

@@ -58,7 +58,12 @@ def measure(network: dict, device: torch.device, steps: int = STEPS, warmup: int
         precision=network["precision"],
     )
     model = build(
-        spec.arch, spec.first_width, spec.width, network["classes"], network["channels"]
+        spec.arch,
+        spec.first_width,
+        spec.width,
+        network["classes"],
+        network["channels"],
+        side=network["side"],  # a ViT's position embedding is sized by the image
     ).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     count = spec.batch_size * max(steps, warmup)
