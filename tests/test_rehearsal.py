@@ -88,6 +88,133 @@ def test_the_tables_a_grid_feeds_are_those_the_analysis_writes(local_grid_run):
     )
 
 
+def _fake_profiles(plan, seed=0):
+    """Profiles as `training.analysis.run_profiles` writes them for every run of `plan`: random
+    positive energies at step 0 and step 1, as many components as the run's first layer has."""
+    from firstlayer.common.architectures import first_layer
+    from firstlayer.training.analysis import LATER_COLUMNS, SPEC_COLUMNS, with_later_defaults
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name, entry in plan.grid.items():
+        spec = entry["spec"].as_dict()
+        d = 3 * first_layer(spec["arch"]).k ** 2
+        for step in (0, 1):
+            frame = pd.DataFrame({"component": np.arange(1, d + 1), "step": step, "epoch": step})
+            frame["energy"], frame["energy_raw"] = rng.random(d) + 0.1, rng.random(d) + 0.1
+            for column in SPEC_COLUMNS + [c for c in LATER_COLUMNS if c in spec]:
+                frame[column] = spec[column]
+            frame.insert(0, "run", name)
+            frames.append(frame)
+    return with_later_defaults(pd.concat(frames, ignore_index=True))
+
+
+def test_beyond_grids_rows_are_split_by_optimizer_augmentation_and_first_layer(tmp_path):
+    """config/beyond.yaml trains VGG11 (3x3) under sgd/adamw x none/crop_flip and a ViT and a
+    patchify stem (4x4 stride 4) under sgd/adamw: `expected_tables` names one row per comparison
+    and (optimizer, augment, first layer), Table 3 rows per recipe and random inits per kernel
+    size, exactly the rows and n that the analyses' own code writes from such runs' profiles."""
+    from types import SimpleNamespace
+
+    from firstlayer.theory import fits
+    from firstlayer.training.analysis import consistency_tables
+
+    plan = Plan(rehearsal.rehearsal_config(shipped("beyond.yaml")))
+    expected = rehearsal.expected_tables(plan)
+    split = {(r["optimizer"], r["augment"], r["first_layer"]) for r in expected["tables"]}
+    assert split == {(o, a, "3x3 stride 1") for o in ("sgd", "adamw") for a in ("none", "crop_flip")} | {
+        (o, "none", "4x4 stride 4") for o in ("sgd", "adamw")}  # fmt: skip
+    seeds = [r for r in expected["tables"] if r["comparison"] == "across seeds"]
+    assert {r["first_layer"]: r["n"] for r in seeds} == {"3x3 stride 1": 1, "4x4 stride 4": 2}
+    learned = [r for r in expected["table3"] if not r["network"].startswith("random init")]
+    assert {(r["network"], r["optimizer"], r["augment"]) for r in learned} == {
+        ("vgg11", o, a) for o in ("sgd", "adamw") for a in ("none", "crop_flip")
+    } | {(net, o, "none") for net in ("vit3", "patchcnn") for o in ("sgd", "adamw")}
+    assert [r for r in expected["table3"] if r not in learned] == [
+        {"dataset": "cifar10", "network": "random init, 3x3", "n": 16},
+        {"dataset": "cifar10", "network": "random init, 4x4", "n": 16},
+    ]
+    profiles = _fake_profiles(plan)
+    tables = consistency_tables(profiles)
+    tables.to_csv(tmp_path / "tables.csv", index=False)
+    tables = pd.read_csv(tmp_path / "tables.csv")
+    assert table_problems(tables, expected["tables"], "Tables 1-2", "mean") == []
+    assert len(tables) == len(expected["tables"])
+    assert fits.recipe(profiles) == [*rehearsal.RECIPE, "optimizer", "augment"]
+    stats = {
+        ("cifar10", k): SimpleNamespace(lambdas=np.geomspace(1, 1e-3, 3 * k * k)) for k in (3, 4)
+    }
+    table3 = fits.table3(fits.fit_profiles(profiles, stats))
+    table3.to_csv(tmp_path / "table3.csv", index=False)
+    table3 = pd.read_csv(tmp_path / "table3.csv", dtype={"labels": str, "inputs": str})
+    assert table_problems(table3, expected["table3"], "Table 3", "formula_mean") == []
+    assert len(table3) == len(expected["table3"])
+
+
+def _expected_before_geometry(plan):
+    """`expected_tables` as it was before the optimizer, augmentation and first-layer axes: one
+    row of Tables 1-2 per (comparison, dataset), Table 3 rows without those axes."""
+    import itertools
+
+    from firstlayer.common.settings import learned_unmanipulated
+
+    specs, rows = plan.specs, []
+    for dataset in sorted({spec.dataset for spec in specs}):
+        learned = [s for s in specs if s.dataset == dataset and learned_unmanipulated(s)]
+        true = [s for s in learned if s.labels == "true"]
+        random = [s for s in learned if s.labels == "random"]
+
+        def same(a, b, fields):
+            return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+        counts = {
+            name: sum(
+                1
+                for a, b in itertools.combinations(true, 2)
+                if same(a, b, equal) and not any(getattr(a, f) == getattr(b, f) for f in differ)
+            )
+            for name, (equal, differ) in rehearsal.PAIRS.items()
+        }
+        counts["trained vs init"] = len(true)
+        counts["VGG vs ResNet"] = sum(
+            1
+            for a, b in itertools.product(true, true)
+            if a.arch.startswith("vgg") and b.arch.startswith("resnet") and a.lr == b.lr
+        )
+        counts["random labels vs init"] = len(random)
+        counts["true vs random labels"] = sum(
+            1
+            for a, b in itertools.product(true, random)
+            if same(a, b, ["arch", "first_width", "width", "inputs", "lr"])
+        )
+        rows += [{"comparison": c, "dataset": dataset, "n": n} for c, n in counts.items() if n]
+    groups = {}
+    for spec in specs:
+        if not spec.frozen:
+            key = (spec.dataset, spec.arch, spec.labels, spec.inputs, spec.lr, spec.epochs)
+            groups[key] = groups.get(key, 0) + 1
+    table3 = [
+        dict(zip(("dataset", "network", "labels", "inputs", "lr", "epochs", "n"), (*key, n)))
+        for key, n in sorted(groups.items())
+    ]
+    for dataset in sorted({spec.dataset for spec in specs}):
+        n = sum(spec.dataset == dataset for spec in specs)
+        table3.append({"dataset": dataset, "network": "random init", "n": n})
+    return {"tables": rows, "table3": table3}
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "paper-core.yaml", "extended.yaml"])
+def test_grids_of_one_recipe_and_geometry_expect_the_rows_they_did(name):
+    """Grids with one optimizer, augmentation and first-layer geometry (the paper's) expect
+    exactly the rows and n they did before those axes, their rehearsal and their real grid."""
+    config = shipped(name)
+    for plan in (Plan(config), Plan(rehearsal.rehearsal_config(config))):
+        before, now = _expected_before_geometry(plan), rehearsal.expected_tables(plan)
+        for table in ("tables", "table3"):
+            key = lambda row: sorted(map(str, row.items()))  # noqa: E731
+            assert sorted(now[table], key=key) == sorted(before[table], key=key)
+
+
 def test_the_check_names_a_missing_figure_and_a_row_without_a_value(tmp_path):
     figure, table = tmp_path / "a.png", tmp_path / "tables.csv"
     figure.write_bytes(b"\x89PNG....")

@@ -81,6 +81,34 @@ def test_standalone_grid_matches_the_workflow_and_resumes(trained, tmp_path, mon
     assert "results/tables/training/tables.csv" in members and "standalone.json" in members
 
 
+def test_runs_of_several_first_layers_are_profiled_on_their_own_patches(tmp_path):
+    """A ViT's 4x4 patch embedding beside VGG11's 3x3 first layer: patch statistics of both
+    sizes are built and each run is profiled on its own (a grid with a 4x4 run once stopped
+    after training it, having statistics of 3x3 patches only)."""
+    import torch
+
+    from firstlayer.training.standalone import read_config, validated
+
+    torch.set_num_threads(1)
+    work = workdir(tmp_path / "work")
+    config = yaml.safe_load(CONFIG)
+    config["training"] = {"epochs": 1, "n_train": 48, "n_test": 9, "batch_size": 16, "lr": 0.05}
+    block = {"datasets": ["toy"], "first_widths": [8], "widths": [0.0625]}
+    config["experiments"] = {"cnn": block, "vit": {**block, "archs": ["vit1"]}}
+    (work / "mixed.yaml").write_text(yaml.safe_dump(config))
+    data, out = {"toy": str(work / "toy.npz")}, tmp_path / "out"
+    assert validated(read_config(work / "mixed.yaml"), data, out)["patches"]["k"] == [3, 4]
+    summary = run_grid(work / "mixed.yaml", data, out, "cpu", log=lambda line: None)
+    assert len(summary["done"]) == 2 and summary["skipped"] == []
+    patches = out / "results" / "patches" / "toy"
+    assert sorted(p.name for p in patches.glob("*.h5")) == ["k3.h5", "k4.h5"]
+    profiles = pd.read_csv(out / "results" / "tables" / "training" / "profiles.csv")
+    components = profiles.groupby("arch")["component"].max().to_dict()
+    assert components == {"vgg11": 27, "vit1": 48}  # 3x3x3 and 4x4x3 patches
+    tables = pd.read_csv(out / "results" / "tables" / "training" / "tables.csv")
+    assert sorted(tables["first_layer"]) == ["3x3 stride 1", "4x4 stride 4"]
+
+
 def test_time_limit_skips_runs_that_would_pass_it(tmp_path, monkeypatch, capsys):
     work = workdir(tmp_path / "work")
     monkeypatch.chdir(work)

@@ -34,11 +34,11 @@ from pathlib import Path
 
 import yaml
 
+from firstlayer.common.architectures import first_layer
 from firstlayer.common.config import ConfigError, fill_defaults
 from firstlayer.common.grid import build_grid
 from firstlayer.errors import InputError
 
-PATCH_K = 3  # the first layer's patch size, whose PCA the profiles use
 SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 PATCH_KEYS = ("split", "n_images", "seed", "normalization")  # what the patch statistics depend on
 
@@ -50,6 +50,13 @@ def plan(config: dict) -> dict:
         name: entry["spec"]
         for name, entry in build_grid(config["experiments"], config["training"]).items()
     }
+
+
+def patch_stats(config: dict) -> list[tuple[str, int]]:
+    """(dataset, k) of every dataset the grid trains on and each first-layer kernel size its
+    runs there have (3 for a VGG or ResNet, the patch size of a ViT or patchify stem): the patch
+    statistics whose PCA the profiles use, as the workflow's plan lists them."""
+    return sorted({(spec.dataset, first_layer(spec.arch).k) for spec in plan(config).values()})
 
 
 def read_config(config_path) -> dict:
@@ -97,7 +104,8 @@ def validated(config: dict, given: dict, out: Path, files=()) -> dict:
     """The part of `config` the grid needs (its datasets, patch settings, training defaults and
     experiments), each dataset read from its --data file, with the schema's defaults filled in
     and, where jsonschema is installed, checked as the workflow checks it (ConfigError; `files`:
-    the config files it was read from, checked for keys written twice)."""
+    the config files it was read from, checked for keys written twice). Its patches.k are the
+    first-layer kernel sizes of the grid's runs (`patch_stats`)."""
     datasets = config.get("datasets") if isinstance(config.get("datasets"), dict) else {}
     reduced = {"datasets": {}, "pretrained": {"models": {}}}
     names = grid_datasets(config)
@@ -129,15 +137,18 @@ def validated(config: dict, given: dict, out: Path, files=()) -> dict:
         reduced["datasets"][name] = entry
     patches = config.get("patches") if isinstance(config.get("patches"), dict) else {}
     reduced["patches"] = {key: patches[key] for key in PATCH_KEYS if key in patches}
-    reduced["patches"].update(datasets=sorted(reduced["datasets"]) or None, k=[PATCH_K])
+    reduced["patches"].update(datasets=sorted(reduced["datasets"]) or None)
     for key in ("training", "experiments"):
         if key in config:
             reduced[key] = copy.deepcopy(config[key])
     try:
         from firstlayer.common.config import validate_config
     except ImportError:  # no jsonschema: the defaults, as the workflow fills them
-        return fill_defaults(reduced, SCHEMA)
-    return validate_config(reduced, SCHEMA, files)
+        config = fill_defaults(reduced, SCHEMA)
+    else:
+        config = validate_config(reduced, SCHEMA, files)
+    config["patches"]["k"] = sorted({k for _, k in patch_stats(config)})
+    return config
 
 
 def _dataset(name: str, settings: dict, given: dict, out: Path, log) -> Path:
@@ -234,12 +245,12 @@ def run_grid(config_path, data: dict, out, device=None, time_limit=None, log=pri
     paths = {
         name: _dataset(name, config["datasets"][name], data, out, log) for name in sorted(datasets)
     }
-    stats_paths = []
-    for name, path in paths.items():
-        stats = out / "results" / "patches" / name / f"k{PATCH_K}.h5"
+    stats_paths = []  # each run's profiles use the statistics of its own first layer's patches
+    for name, k in patch_stats(config):
+        stats = out / "results" / "patches" / name / f"k{k}.h5"
         if not stats.is_file():
             settings = {key: config["patches"][key] for key in PATCH_KEYS}
-            build_patch_stats(path, stats, PATCH_K, **settings)
+            build_patch_stats(paths[name], stats, k, **settings)
         stats_paths.append(stats)
     runs_dir = out / "results" / "runs"
     rate = None  # images per second of the runs trained so far
