@@ -235,8 +235,8 @@ def findings_block(root) -> str:
     """The README's few lines on what the theory tests found, from the committed tables, the
     paper's regime first: Table 3 at the paper's own scale (a GPU set) and at its lr x steps on a
     CPU with the held-out test there, the run at the paper's own recipe beside its twin, the
-    clock test; then the CPU-scale sets (trained VGG11, random inits, ImageNet-trained first
-    layers, held-out rescaling, cross-dataset prediction)."""
+    clock test; then the CPU-scale sets (trained VGG11, ImageNet-trained first layers, held-out
+    rescaling). docs/results.md has the rest (random inits, the cross-dataset prediction)."""
     from pathlib import Path
 
     from firstlayer.theory.nulls import paper_tau_range
@@ -322,13 +322,12 @@ def findings_block(root) -> str:
         for network, labels, text in (
             ("vgg11", "true", "Trained VGG11, true labels"),
             ("vgg11", "random", "Trained VGG11, random labels"),
-            ("random init", "-", "Random initialisations"),
         ):
             rows = table[(table["network"] == network) & (table["labels"] == labels)]
             rows = rows[rows["inputs"].isin(["none", "-"])]
             if len(rows):
                 # both CPU-scale sets train 400 steps at lr 0.01 (tables before recipes had none)
-                where = name if network == "random init" else f"{name}, 400 steps at lr 0.01"
+                where = f"{name}, 400 steps at lr 0.01"
                 lines.append(f"- {text} (`{where}`): {versus(rows.iloc[0])}.")
     for path in sorted((root / "pretrained").glob("k*_table3.csv")):
         rows = _read_table(path)
@@ -342,14 +341,6 @@ def findings_block(root) -> str:
     held = list(_committed(root, "heldout_rescaling.csv", ("extended", "default")))
     if held:
         lines.append(held_out(*held[0]))
-    for name, across in _committed(root, "cross_dataset_summary.csv"):
-        parts = [
-            f"{row['source']} → {row['target']} predicted r {_cell(row, 'predicted')} "
-            f"(in-sample {_cell(row, 'in_sample')}, best null {_cell(row, 'null_predicted')}: "
-            f"**{row['verdict']}**, n = {row['n']})"
-            for row in across.to_dict("records")
-        ]
-        lines.append(f"- Cross-dataset prediction (`{name}`): " + "; ".join(parts) + ".")
     return "\n".join(lines + ["", end])
 
 
