@@ -182,6 +182,15 @@ def test_string_overrides_are_coerced(config):
             "theory.tau_range = [10, 1]; allowed: [low, high] with 0 < low < high",
         ),
         ({"theory__whitening": {"k": 4}}, "theory.whitening.k = 4; allowed: an odd patch size"),
+        (
+            {
+                "datasets__digits": {"source": "torchvision", "name": "MNIST"},
+                "theory__datasets": ["digits"],
+                "theory__whitening": {"max_distance": 22},
+            },
+            "theory.whitening.max_distance = 22; the responses on the 28x28 images of digits are "
+            "22 pixels wide, allowed: at most 21",
+        ),
         ({"theory__linear_cnn": {"steps": [0]}}, "theory.linear_cnn.steps[0] = 0; must be >= 1"),
         (
             {"experiments": {"a": {"datasets": ["toy"], "settings": {"lr": 0}}}},

@@ -421,6 +421,17 @@ def _check_semantics(config: dict) -> None:
             f"config error: theory.whitening.k = {theory['whitening']['k']!r}; "
             f"allowed: an odd patch size (the whitening filter is centred)"
         )
+    whitening = theory["whitening"]
+    for name in theory["datasets"]:
+        side = _side(datasets, name)
+        # responses of a valid k x k convolution: the bank's k or a 3x3 first layer's
+        width = None if side is None else side - max(whitening["k"], 3) + 1
+        if width is not None and whitening["max_distance"] >= width:
+            raise ConfigError(
+                f"config error: theory.whitening.max_distance = {whitening['max_distance']}; the "
+                f"responses on the {side}x{side} images of {name} are {width} pixels wide, "
+                f"allowed: at most {width - 1}"
+            )
     pretrained = config["pretrained"]
     if pretrained["dataset"] is None:  # the study follows the user's first patch dataset
         pretrained["dataset"] = config["patches"]["datasets"][0]
