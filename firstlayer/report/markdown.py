@@ -235,8 +235,9 @@ def findings_block(root) -> str:
     """The README's few lines on what the theory tests found, from the committed tables, the
     paper's regime first: Table 3 at the paper's own scale (a GPU set) and at its lr x steps on a
     CPU with the held-out test there, the run at the paper's own recipe beside its twin, the
-    clock test; then the CPU-scale sets (trained VGG11, ImageNet-trained first layers, held-out
-    rescaling). docs/results.md has the rest (random inits, the cross-dataset prediction)."""
+    clock test; AdamW against SGD beyond the paper; then the CPU-scale sets (trained VGG11,
+    ImageNet-trained first layers, held-out rescaling). docs/results.md has the rest (random
+    inits, the cross-dataset prediction)."""
     from pathlib import Path
 
     from firstlayer.theory.nulls import paper_tau_range
@@ -311,6 +312,25 @@ def findings_block(root) -> str:
             lines.append(
                 "- The clock (`clock`; fitted τ ∝ step^a · lr^b, where τ = η·t predicts a = b "
                 "= 1): " + "; ".join(parts) + "."
+            )
+    for name, recipes in _committed(root, "recipes.csv", RECIPE_SETS):
+        adamw = recipes[
+            (recipes["optimizer"] == "adamw")
+            & (recipes["augment"] == "none")
+            & (recipes["labels"] == "true")
+            & recipes["delta_p_mean"].notna()
+        ]
+        parts = [
+            f"{row['arch']} Δp {_cell(row, 'delta_p')} at the end, "
+            f"{_cell(row, 'delta_p_matched')} at matched training loss (n = {row['n']})"
+            for row in adamw.to_dict("records")
+        ]
+        if parts:
+            lines.append(
+                f"- Beyond the paper (`{name}`): AdamW against SGD, the exponent p of λ^p fitted "
+                f"to the learned profile (negative: flatter), true labels: "
+                + "; ".join(parts)
+                + "."
             )
     # Table 3 from the richest CPU-scale set that has it (more distinct runs per row)
     tables = [
