@@ -346,3 +346,30 @@ def test_the_paper_grids_binary_tasks_take_their_classes_from_the_synthetic_cifa
         build_dataset(key, spec, tmp_path / f"{key}.h5", tmp_path / "dl", parent_path=parent)
         with DatasetFile(tmp_path / f"{key}.h5") as data:
             assert data.class_names == spec["classes"] and data.count("train") == 20
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_no_rehearsal_run_asks_for_more_images_than_its_synthetic_copy_holds(tmp_path, name):
+    """A subset of a synthetic copy holds its classes' share of the copy (a binary CIFAR-10 task:
+    240 images), so the rehearsal caps those runs' n_train there; every run's n_train is at most
+    what its dataset's copy holds, as the training job's preflight demands. The share is checked
+    against a real synthetic copy."""
+    config = rehearsal.rehearsal_config(shipped(name))
+    plan = Plan(config)
+    for spec in plan.specs:
+        held = rehearsal._synthetic_train(config["datasets"], spec.dataset)
+        if held is not None:
+            assert spec.n_train is None or spec.n_train <= held, (spec.dataset, spec.n_train)
+    if name == "paper.yaml":
+        write_synthetic("CIFAR10", tmp_path / "copy")
+        parent = tmp_path / "cifar10.h5"
+        build_dataset("cifar10", {"source": "torchvision", "name": "CIFAR10"}, parent,
+                      tmp_path / "dl", synthetic=tmp_path / "copy")  # fmt: skip
+        spec = config["datasets"]["cifar10-car-truck"]
+        build_dataset("pair", spec, tmp_path / "pair.h5", tmp_path / "dl", parent_path=parent)
+        from firstlayer.datasets.sources import DatasetFile
+
+        with DatasetFile(tmp_path / "pair.h5") as data:
+            assert data.count("train") == rehearsal._synthetic_train(
+                config["datasets"], "cifar10-car-truck"
+            )

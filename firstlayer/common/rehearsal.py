@@ -27,6 +27,7 @@ import copy
 import itertools
 from pathlib import Path
 
+from firstlayer.common.facts import TORCHVISION_DATASETS
 from firstlayer.common.settings import learned_unmanipulated
 
 SEEDS = 2  # seeds per block
@@ -39,6 +40,8 @@ LINEAR_CNN = {"runs": 4, "synthetic_images": 200}  # at most
 WHITENING = {"images": 50, "random_banks": 2}  # at most
 CHECK = "results/rehearsal/check.txt"  # written when the rehearsal passes its check
 FOLDER = "rehearsal"  # the rehearsal's working directory, below the real one
+SYNTHETIC_TRAIN = 1200  # training images of every synthetic copy (CelebA: 1,100 train, 100 valid)
+SYNTHETIC_TEST = 300  # test images of every synthetic copy
 
 
 def _at_most(value, limit):
@@ -98,7 +101,30 @@ def rehearsal_config(config: dict, base=".") -> dict:
         block["widths"] = [width * WIDTH for width in block.get("widths", [1.0])]
         if "settings" in block:
             block["settings"] = _small_recipe(block["settings"], epochs)
+        # a subset of a synthetic copy holds fewer images than a run may ask for
+        sizes = [_synthetic_train(config["datasets"], name) for name in block["datasets"]]
+        sizes = [size for size in sizes if size is not None]
+        n_train = block.get("settings", {}).get("n_train", config["training"]["n_train"])
+        if sizes and (n_train is None or n_train > min(sizes)):
+            block.setdefault("settings", {})["n_train"] = min(sizes)
     return config
+
+
+def _synthetic_train(datasets: dict, name: str) -> int | None:
+    """Training images of a dataset read from a synthetic copy (a subset: its classes' share of
+    the balanced copy), or None for a dataset of the user's own files."""
+    spec = datasets[name]
+    if spec["source"] == "subset":
+        whole = _synthetic_train(datasets, spec["of"])
+        facts = TORCHVISION_DATASETS.get(datasets[spec["of"]].get("name"))
+        return (
+            None
+            if whole is None or facts is None
+            else whole * len(spec["classes"]) // facts.classes
+        )
+    if spec["source"] == "torchvision":
+        return SYNTHETIC_TRAIN - (100 if spec.get("name") == "CelebA" else 0)
+    return None
 
 
 def synthetic_datasets(config: dict) -> list[str]:

@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from firstlayer.common.facts import CELEBA_ATTRIBUTES, TORCHVISION_DATASETS
+from firstlayer.common.rehearsal import SYNTHETIC_TEST, SYNTHETIC_TRAIN
 from firstlayer.datasets.sources import CHECKSUMS, DatasetError, _torchvision_class
 
-TRAIN = 1200  # training images of every copy (CelebA: 1,100 train, 100 valid)
-TEST = 300  # test images
+TRAIN = SYNTHETIC_TRAIN  # training images of every copy (CelebA: 1,100 train, 100 valid)
+TEST = SYNTHETIC_TEST  # test images
 CELEBA_SHAPE = (218, 178)  # height, width of CelebA's aligned faces
 
 
