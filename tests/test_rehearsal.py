@@ -18,6 +18,7 @@ from firstlayer.common.config import ConfigError, validate_config
 from firstlayer.common.targets import Plan
 from firstlayer.datasets.sources import DatasetError, build_dataset, load_torchvision
 from firstlayer.datasets.synthetic import write_synthetic
+from firstlayer.report import rehearsal as rehearsal_check
 from firstlayer.report.rehearsal import check_rehearsal, table_problems
 
 SCHEMA = ROOT / "config" / "schema.yaml"
@@ -76,7 +77,7 @@ def test_the_tables_a_grid_feeds_are_those_the_analysis_writes(local_grid_run):
     that the workflow's analysis wrote for the shared tiny grid."""
     config = yaml.safe_load(GRID_CONFIG)
     config["datasets"]["toy"]["path"] = str(local_grid_run / "toy.npz")
-    expected = rehearsal.expected_tables(Plan(validate_config(config, SCHEMA)))
+    expected = rehearsal_check.expected_tables(Plan(validate_config(config, SCHEMA)))
     tables = pd.read_csv(local_grid_run / "results/tables/training/tables.csv")
     table3 = pd.read_csv(local_grid_run / "results/tables/theory/table3.csv", dtype={"labels": str})
     assert table_problems(tables, expected["tables"], "Tables 1-2", "mean") == []
@@ -120,7 +121,7 @@ def test_beyond_grids_rows_are_split_by_optimizer_augmentation_and_first_layer(t
     from firstlayer.training.analysis import consistency_tables
 
     plan = Plan(rehearsal.rehearsal_config(shipped("beyond.yaml")))
-    expected = rehearsal.expected_tables(plan)
+    expected = rehearsal_check.expected_tables(plan)
     split = {(r["optimizer"], r["augment"], r["first_layer"]) for r in expected["tables"]}
     assert split == {(o, a, "3x3 stride 1") for o in ("sgd", "adamw") for a in ("none", "crop_flip")} | {
         (o, "none", "4x4 stride 4") for o in ("sgd", "adamw")}  # fmt: skip
@@ -140,7 +141,7 @@ def test_beyond_grids_rows_are_split_by_optimizer_augmentation_and_first_layer(t
     tables = pd.read_csv(tmp_path / "tables.csv")
     assert table_problems(tables, expected["tables"], "Tables 1-2", "mean") == []
     assert len(tables) == len(expected["tables"])
-    assert fits.recipe(profiles) == [*rehearsal.RECIPE, "optimizer", "augment"]
+    assert fits.recipe(profiles) == [*rehearsal_check.RECIPE, "optimizer", "augment"]
     stats = {
         ("cifar10", k): SimpleNamespace(lambdas=np.geomspace(1, 1e-3, 3 * k * k)) for k in (3, 4)
     }
@@ -173,7 +174,7 @@ def _expected_before_geometry(plan):
                 for a, b in itertools.combinations(true, 2)
                 if same(a, b, equal) and not any(getattr(a, f) == getattr(b, f) for f in differ)
             )
-            for name, (equal, differ) in rehearsal.PAIRS.items()
+            for name, (equal, differ) in rehearsal_check.PAIRS.items()
         }
         counts["trained vs init"] = len(true)
         counts["VGG vs ResNet"] = sum(
@@ -209,7 +210,7 @@ def test_grids_of_one_recipe_and_geometry_expect_the_rows_they_did(name):
     exactly the rows and n they did before those axes, their rehearsal and their real grid."""
     config = shipped(name)
     for plan in (Plan(config), Plan(rehearsal.rehearsal_config(config))):
-        before, now = _expected_before_geometry(plan), rehearsal.expected_tables(plan)
+        before, now = _expected_before_geometry(plan), rehearsal_check.expected_tables(plan)
         for table in ("tables", "table3"):
             key = lambda row: sorted(map(str, row.items()))  # noqa: E731
             assert sorted(now[table], key=key) == sorted(before[table], key=key)

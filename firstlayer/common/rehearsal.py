@@ -16,19 +16,16 @@ shrunk too.
 
 `plan_signature` is what a rehearsal must share with the grid it stands for: the kinds of files
 the default target builds (run names and sizes aside) and, per experiment block, its runs' axes.
-`expected_tables` says which rows Tables 1-3 of a grid must have and with what n; the check after
-a rehearsal (`report.rehearsal`) holds the built tables to it. Torch-free: the workflow plans
-with it.
+The check after a rehearsal (`report.rehearsal`) holds the built tables to the rows Tables 1-3 of
+the grid must have (`report.rehearsal.expected_tables`). Torch-free: the workflow plans with it.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 from pathlib import Path
 
 from firstlayer.common.facts import TORCHVISION_DATASETS
-from firstlayer.common.settings import learned_unmanipulated
 
 SEEDS = 2  # seeds per block
 EPOCHS = 1  # epochs of the shortest recipe; longer recipes get 2, 3, ... by rank
@@ -187,112 +184,3 @@ def signature_differences(real: dict, rehearsal: dict) -> list[str]:
         if ours != theirs:
             lines.append(f"experiments.{name}: the grid has {ours}, the rehearsal {theirs}")
     return lines
-
-
-# ---------------------------------------------------------------- Tables 1-3 a grid must fill
-
-PAIRS = {  # comparison: (spec fields equal within a pair, fields that differ), as
-    # `training.analysis.consistency_tables` pairs runs; runs of another optimizer, augmentation
-    # or first-layer geometry are in another row of the tables (`group_keys`), never paired
-    "across seeds": (["arch", "first_width", "width", "inputs", "epochs", "lr"], ["seed"]),
-    "across first-layer widths": (["arch", "width", "inputs", "lr"], ["first_width"]),
-}
-TRUE_VS_RANDOM = ["arch", "first_width", "width", "inputs", "lr"]  # equal within such a pair
-# Table 3 pools the runs of one recipe: these and the later spec columns the grid has, as
-# `theory.fits.recipe` (which imports torch; the workflow plans without it) reads them.
-RECIPE = ["lr", "epochs"]
-
-
-def runs_table(specs):
-    """One row per run with the spec columns its training profiles hold (`training.analysis.
-    run_profiles`: optimizer and augment only where some run of the grid is off their default,
-    the default elsewhere) and its first layer's geometry (`first_layer`), as the tables' own
-    grouping functions read them. Imports pandas."""
-    import pandas as pd
-
-    from firstlayer.training.analysis import (
-        LATER_COLUMNS,
-        SPEC_COLUMNS,
-        geometry_label,
-        with_later_defaults,
-    )
-
-    rows = []
-    for spec in specs:
-        held = spec.as_dict()
-        rows.append({c: held[c] for c in SPEC_COLUMNS + [c for c in LATER_COLUMNS if c in held]})
-    frame = with_later_defaults(pd.DataFrame(rows) if rows else pd.DataFrame(columns=SPEC_COLUMNS))
-    return frame.assign(first_layer=frame["arch"].map(geometry_label))
-
-
-def _grouped(specs, keys: list[str]) -> dict[tuple, list]:
-    """{values of `keys`: the specs that have them}, in order; the column `first_layer` is a
-    spec's first-layer geometry by name (as `training.analysis` names it), `k` its kernel size."""
-    from firstlayer.common.architectures import first_layer
-
-    def value(spec, key):
-        if key == "first_layer":
-            return str(first_layer(spec.arch))
-        return first_layer(spec.arch).k if key == "k" else getattr(spec, key)
-
-    groups: dict[tuple, list] = {}
-    for spec in specs:
-        groups.setdefault(tuple(value(spec, key) for key in keys), []).append(spec)
-    return dict(sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))))
-
-
-def expected_tables(plan) -> dict[str, list[dict]]:
-    """{"tables": rows of Tables 1-2, "table3": rows of Table 3}, each row a dict of the keys
-    that identify it and `n`, the number of pairs or runs the grid gives it (as
-    `training.analysis.consistency_tables` and `theory.fits.table3` count them). Tables 1-2 have
-    a row per dataset, split by optimizer, augmentation and first-layer geometry where the
-    grid's learned runs have several (`training.analysis.group_keys`); Table 3 one per dataset,
-    network, labels, inputs and recipe (lr, epochs, and optimizer and augment where the grid
-    has them), and one of random inits per dataset and first-layer kernel size (named by the
-    size where the grid has several). Imports pandas, not torch."""
-    from firstlayer.training.analysis import group_keys, recipe_columns
-
-    specs = plan.specs
-    runs = runs_table(specs)
-    keys = group_keys(runs[learned_unmanipulated(runs)])
-
-    def same(a, b, fields):
-        return all(getattr(a, f) == getattr(b, f) for f in fields)
-
-    rows = []
-    learned = [spec for spec in specs if learned_unmanipulated(spec)]
-    for values, group in _grouped(learned, keys).items():
-        true = [s for s in group if s.labels == "true"]
-        random = [s for s in group if s.labels == "random"]
-        counts = {
-            name: sum(
-                1
-                for a, b in itertools.combinations(true, 2)
-                if same(a, b, equal) and all(getattr(a, f) != getattr(b, f) for f in differ)
-            )
-            for name, (equal, differ) in PAIRS.items()
-        }
-        counts["trained vs init"] = len(true)
-        counts["VGG vs ResNet"] = sum(
-            1
-            for a, b in itertools.product(true, true)
-            if a.arch.startswith("vgg") and b.arch.startswith("resnet") and a.lr == b.lr
-        )
-        counts["random labels vs init"] = len(random)
-        counts["true vs random labels"] = sum(
-            1 for a, b in itertools.product(true, random) if same(a, b, TRUE_VS_RANDOM)
-        )
-        labels = dict(zip(keys, values))
-        rows += [{"comparison": name, **labels, "n": n} for name, n in counts.items() if n]
-    columns = ["dataset", "arch", "labels", "inputs", *RECIPE, *recipe_columns(runs)]
-    names = ["network" if column == "arch" else column for column in columns]
-    table3 = [
-        {**dict(zip(names, values)), "n": len(group)}
-        for values, group in _grouped([s for s in specs if not s.frozen], columns).items()
-    ]
-    inits = _grouped(specs, ["dataset", "k"])  # every run has its own init
-    several = len({k for _, k in inits}) > 1
-    for (dataset, k), group in inits.items():
-        network = f"random init, {k}x{k}" if several else "random init"
-        table3.append({"dataset": dataset, "network": network, "n": len(group)})
-    return {"tables": rows, "table3": table3}

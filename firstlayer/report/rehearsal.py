@@ -4,7 +4,7 @@ promises was built and says something.
 - Every file of the default target and every file publishing would copy exists and is what its
   name says (PNG and PDF by their signatures, CSV tables with rows, HDF5 files by theirs).
 - Tables 1-2 (`results/tables/training/tables.csv`) and Table 3 (`results/tables/theory/
-  table3.csv`) have every row the grid feeds (`common.rehearsal.expected_tables`) with a finite
+  table3.csv`) have every row the grid feeds (`expected_tables`) with a finite
   mean and the n the grid gives it.
 - The rehearsal's plan has the same kinds of files, training figures and experiment blocks as
   the real grid's (`common.rehearsal.plan_signature`).
@@ -15,12 +15,14 @@ check writes what it checked.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from firstlayer.common.rehearsal import signature_differences
+from firstlayer.common.settings import learned_unmanipulated
 from firstlayer.errors import InputError
 
 SIGNATURES = {".png": b"\x89PNG", ".pdf": b"%PDF", ".h5": b"\x89HDF"}
@@ -112,3 +114,112 @@ def run_check(output, files, expected, real, rehearsal, tables, table3) -> None:
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(summary + "\n")
     print(summary)
+
+
+# ---------------------------------------------------------------- Tables 1-3 a grid must fill
+
+PAIRS = {  # comparison: (spec fields equal within a pair, fields that differ), as
+    # `training.analysis.consistency_tables` pairs runs; runs of another optimizer, augmentation
+    # or first-layer geometry are in another row of the tables (`group_keys`), never paired
+    "across seeds": (["arch", "first_width", "width", "inputs", "epochs", "lr"], ["seed"]),
+    "across first-layer widths": (["arch", "width", "inputs", "lr"], ["first_width"]),
+}
+TRUE_VS_RANDOM = ["arch", "first_width", "width", "inputs", "lr"]  # equal within such a pair
+# Table 3 pools the runs of one recipe: these and the later spec columns the grid has, as
+# `theory.fits.recipe` (which imports torch; the workflow plans without it) reads them.
+RECIPE = ["lr", "epochs"]
+
+
+def runs_table(specs):
+    """One row per run with the spec columns its training profiles hold (`training.analysis.
+    run_profiles`: optimizer and augment only where some run of the grid is off their default,
+    the default elsewhere) and its first layer's geometry (`first_layer`), as the tables' own
+    grouping functions read them. Imports pandas."""
+    import pandas as pd
+
+    from firstlayer.training.analysis import (
+        LATER_COLUMNS,
+        SPEC_COLUMNS,
+        geometry_label,
+        with_later_defaults,
+    )
+
+    rows = []
+    for spec in specs:
+        held = spec.as_dict()
+        rows.append({c: held[c] for c in SPEC_COLUMNS + [c for c in LATER_COLUMNS if c in held]})
+    frame = with_later_defaults(pd.DataFrame(rows) if rows else pd.DataFrame(columns=SPEC_COLUMNS))
+    return frame.assign(first_layer=frame["arch"].map(geometry_label))
+
+
+def _grouped(specs, keys: list[str]) -> dict[tuple, list]:
+    """{values of `keys`: the specs that have them}, in order; the column `first_layer` is a
+    spec's first-layer geometry by name (as `training.analysis` names it), `k` its kernel size."""
+    from firstlayer.common.architectures import first_layer
+
+    def value(spec, key):
+        if key == "first_layer":
+            return str(first_layer(spec.arch))
+        return first_layer(spec.arch).k if key == "k" else getattr(spec, key)
+
+    groups: dict[tuple, list] = {}
+    for spec in specs:
+        groups.setdefault(tuple(value(spec, key) for key in keys), []).append(spec)
+    return dict(sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))))
+
+
+def expected_tables(plan) -> dict[str, list[dict]]:
+    """{"tables": rows of Tables 1-2, "table3": rows of Table 3}, each row a dict of the keys
+    that identify it and `n`, the number of pairs or runs the grid gives it (as
+    `training.analysis.consistency_tables` and `theory.fits.table3` count them). Tables 1-2 have
+    a row per dataset, split by optimizer, augmentation and first-layer geometry where the
+    grid's learned runs have several (`training.analysis.group_keys`); Table 3 one per dataset,
+    network, labels, inputs and recipe (lr, epochs, and optimizer and augment where the grid
+    has them), and one of random inits per dataset and first-layer kernel size (named by the
+    size where the grid has several). Imports pandas, not torch."""
+    from firstlayer.training.analysis import group_keys, recipe_columns
+
+    specs = plan.specs
+    runs = runs_table(specs)
+    keys = group_keys(runs[learned_unmanipulated(runs)])
+
+    def same(a, b, fields):
+        return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+    rows = []
+    learned = [spec for spec in specs if learned_unmanipulated(spec)]
+    for values, group in _grouped(learned, keys).items():
+        true = [s for s in group if s.labels == "true"]
+        random = [s for s in group if s.labels == "random"]
+        counts = {
+            name: sum(
+                1
+                for a, b in itertools.combinations(true, 2)
+                if same(a, b, equal) and all(getattr(a, f) != getattr(b, f) for f in differ)
+            )
+            for name, (equal, differ) in PAIRS.items()
+        }
+        counts["trained vs init"] = len(true)
+        counts["VGG vs ResNet"] = sum(
+            1
+            for a, b in itertools.product(true, true)
+            if a.arch.startswith("vgg") and b.arch.startswith("resnet") and a.lr == b.lr
+        )
+        counts["random labels vs init"] = len(random)
+        counts["true vs random labels"] = sum(
+            1 for a, b in itertools.product(true, random) if same(a, b, TRUE_VS_RANDOM)
+        )
+        labels = dict(zip(keys, values))
+        rows += [{"comparison": name, **labels, "n": n} for name, n in counts.items() if n]
+    columns = ["dataset", "arch", "labels", "inputs", *RECIPE, *recipe_columns(runs)]
+    names = ["network" if column == "arch" else column for column in columns]
+    table3 = [
+        {**dict(zip(names, values)), "n": len(group)}
+        for values, group in _grouped([s for s in specs if not s.frozen], columns).items()
+    ]
+    inits = _grouped(specs, ["dataset", "k"])  # every run has its own init
+    several = len({k for _, k in inits}) > 1
+    for (dataset, k), group in inits.items():
+        network = f"random init, {k}x{k}" if several else "random init"
+        table3.append({"dataset": dataset, "network": network, "n": len(group)})
+    return {"tables": rows, "table3": table3}
