@@ -139,3 +139,10 @@ def dataset_spec(wildcards):
 def weight_file_spec(wildcards):
     spec = PRETRAINED["weight_files"].get(wildcards.model)
     return {**canonical(spec), "sha256": file_sha256(spec["path"])} if spec else None
+
+
+def rehearsal_expected():
+    """The rows Tables 1-3 of this grid must have (imports pandas: only for a rehearsal)."""
+    from firstlayer.report.rehearsal import expected_tables
+
+    return expected_tables(PLAN)

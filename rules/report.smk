@@ -45,13 +45,6 @@ rule publish_pretrained:
         "../scripts/publish.py"
 
 
-def rehearsal_expected():
-    """The rows Tables 1-3 of this grid must have (imports pandas: only for a rehearsal)."""
-    from firstlayer.report.rehearsal import expected_tables
-
-    return expected_tables(PLAN)
-
-
 rule rehearsal_check:
     """Rehearsal: every figure and table the grid promises exists, Tables 1-3 have each row the
     grid feeds with a finite value and its n, and the plan matches the real grid's."""
