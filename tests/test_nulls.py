@@ -230,13 +230,13 @@ def test_table3_and_heldout_tables_on_synthetic_runs():
     from firstlayer.theory.fits import fit_profiles, table3
     from firstlayer.theory.manipulations import manipulation_table
 
-    stats = {"toy": SimpleNamespace(lambdas=LAMBDAS)}
+    stats = {("toy", 3): SimpleNamespace(lambdas=LAMBDAS)}
     scaled = LAMBDAS.copy()
     scaled[4] *= 4
     runs = [(spec(seed=s), 2.0, LAMBDAS) for s in range(3)]
     runs += [(spec(seed=s, inputs="scale5x4"), 2.0, scaled) for s in range(3)]
     profiles = synthetic_profiles(LAMBDAS, runs)
-    fits = fit_profiles(profiles, stats, paper_ranges={"toy": paper_tau_range(900)})
+    fits = fit_profiles(profiles, stats, paper_ranges={("toy", 3): paper_tau_range(900)})
     assert (fits["kind"] == "random init").sum() == 6  # distinct inits, one row each
     table = table3(fits).set_index(["network", "inputs"])
     learned = table.loc[("vgg11", "none")]
@@ -340,7 +340,10 @@ def test_tau_fitted_on_one_dataset_predicts_another_from_its_own_lambdas():
     from firstlayer.theory.fits import cross_dataset, cross_dataset_summary, fit_profiles
 
     other = 3 * np.exp(-INDEX / 6) + 0.1  # another spectrum
-    stats = {"toy": SimpleNamespace(lambdas=LAMBDAS), "toy2": SimpleNamespace(lambdas=other)}
+    stats = {
+        ("toy", 3): SimpleNamespace(lambdas=LAMBDAS),
+        ("toy2", 3): SimpleNamespace(lambdas=other),
+    }
     runs = [(spec(seed=s), 1.5, LAMBDAS) for s in range(2)]
     runs += [(spec(dataset="toy2", seed=s), 1.5, other) for s in range(3)]
     profiles = synthetic_profiles(LAMBDAS, runs)
@@ -361,7 +364,7 @@ def test_a_grid_of_one_dataset_writes_header_only_cross_dataset_tables(tmp_path)
 
     from firstlayer.theory.fits import cross_dataset, cross_dataset_summary, fit_profiles
 
-    stats = {"toy": SimpleNamespace(lambdas=LAMBDAS)}
+    stats = {("toy", 3): SimpleNamespace(lambdas=LAMBDAS)}
     profiles = synthetic_profiles(LAMBDAS, [(spec(seed=s), 1.5, LAMBDAS) for s in range(2)])
     rows = cross_dataset(profiles, fit_profiles(profiles, stats), stats)
     summary = cross_dataset_summary(rows)
