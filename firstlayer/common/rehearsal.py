@@ -38,6 +38,7 @@ WHITENING = {"images": 50, "random_banks": 2}  # at most
 CHECK = "results/rehearsal/check.txt"  # written when the rehearsal passes its check
 FOLDER = "rehearsal"  # the rehearsal's working directory, below the real one
 SYNTHETIC_TRAIN = 1200  # training images of every synthetic copy (CelebA: 1,100 train, 100 valid)
+CELEBA_VALID_SHARE = 12  # a synthetic CelebA keeps 1 in 12 of its training images as "valid"
 SYNTHETIC_TEST = 300  # test images of every synthetic copy
 
 
@@ -120,7 +121,8 @@ def _synthetic_train(datasets: dict, name: str) -> int | None:
             else whole * len(spec["classes"]) // facts.classes
         )
     if spec["source"] == "torchvision":
-        return SYNTHETIC_TRAIN - (100 if spec.get("name") == "CelebA" else 0)
+        celeba = spec.get("name") == "CelebA"
+        return SYNTHETIC_TRAIN - (SYNTHETIC_TRAIN // CELEBA_VALID_SHARE if celeba else 0)
     return None
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from firstlayer.common.facts import CELEBA_ATTRIBUTES, TORCHVISION_DATASETS
-from firstlayer.common.rehearsal import SYNTHETIC_TEST, SYNTHETIC_TRAIN
+from firstlayer.common.rehearsal import CELEBA_VALID_SHARE, SYNTHETIC_TEST, SYNTHETIC_TRAIN
 from firstlayer.datasets.sources import CHECKSUMS, DatasetError, _torchvision_class
 
 TRAIN = SYNTHETIC_TRAIN  # training images of every copy (CelebA: 1,100 train, 100 valid)
@@ -147,7 +147,7 @@ def _svhn(cls, seed, train, test) -> tuple[dict[str, bytes], dict[str, bytes]]:
 def _celeba(cls, seed, train, test) -> tuple[dict[str, bytes], dict[str, bytes]]:
     from PIL import Image
 
-    valid = train // 12
+    valid = train // CELEBA_VALID_SHARE
     partition = [0] * (train - valid) + [1] * valid + [2] * test  # train, valid, test
     names = [f"{index + 1:06d}.jpg" for index in range(len(partition))]
     # attribute j of image i is present when i + j is even: every attribute balanced per split

@@ -545,10 +545,10 @@ def clock_study(run_paths, stats_paths, feature_paths, settings: dict, eta: floa
     from firstlayer.training.run import read_run
 
     stats = read_stats_files(stats_paths)  # {(dataset, k): statistics}
-    features = {
-        (Path(path).parent.name, int(Path(path).name.split("_")[0][1:])): read_image_features(path)
-        for path in feature_paths
-    }
+    features = {}  # {(dataset, k): image features}
+    for path in feature_paths:
+        data = read_image_features(path)
+        features[Path(path).parent.name, data["k"]] = data
     trajectories = [from_run(Path(path).stem, read_run(path)) for path in run_paths]
     print(f"{len(trajectories)} trained runs at {len({t.lr for t in trajectories})} learning rates")
     chosen = {}  # (dataset, arch): (dataset, k) of the statistics its profiles are on
